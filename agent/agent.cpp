@@ -1,0 +1,127 @@
+#include "agent/agent.h"
+
+#include <unistd.h>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <csignal>
+#include <cstdlib>
+#include <filesystem>
+#include <iostream>
+#include <memory>
+#include <optional>
+
+#include "agent/api/api.h"
+#include "agent/api/system.h"
+#include "agent/build_info.h"
+#include "agent/config.h"
+#include "agent/daemon.h"
+#include "agent/host_info.h"
+#include "agent/log.h"
+#include "agent/server.h"
+#include "agent/tls_context.h"
+#include "core/error.h"
+
+namespace berth::agent {
+namespace {
+
+namespace asio = boost::asio;
+
+// The daemon changes directory to "/", so relative paths are resolved first.
+void make_paths_absolute(AgentConfig& c) {
+  for (std::string* p : {&c.tls.ca, &c.tls.cert, &c.tls.key, &c.log_file, &c.pid_file, &c.data_root}) {
+    *p = std::filesystem::absolute(*p).lexically_normal().string();
+  }
+}
+
+void apply_env(const AgentConfig& c) {
+  for (const std::string& kv : c.env) {
+    auto eq = kv.find('=');
+    ::setenv(kv.substr(0, eq).c_str(), kv.substr(eq + 1).c_str(), 1);
+  }
+}
+
+void reload(const TlsPaths& paths, TlsContextHolder& tls, Logger& log) {
+  if (!log.reopen()) log.error("cannot reopen log file " + log.path() + "; still writing to the old one");
+  try {
+    SslContextPtr next = make_server_tls_context(paths);
+    tls.replace(next);
+    log.info("reloaded TLS files for new connections: " + describe_server_certificate(*next));
+  } catch (const Error& e) {
+    log.error(std::string("reload failed, keeping the previous certificates: ") + e.what());
+  }
+}
+
+}  // namespace
+
+int run_agent(const RunOptions& options) {
+  std::signal(SIGPIPE, SIG_IGN);
+  StartupReport report;
+  std::unique_ptr<Logger> log;
+  try {
+    AgentConfig config = load_config(options.config_path);
+    if (!options.pid_file.empty()) config.pid_file = options.pid_file;
+    make_paths_absolute(config);
+    apply_env(config);
+
+    log = std::make_unique<Logger>(config.log_file);
+    TlsContextHolder tls(make_server_tls_context(config.tls));
+    auto host = std::make_shared<HostSystemInfo>(config.data_root);
+
+    api::Router router;
+    api::add_system_routes(router, host,
+                           {config.data_root, config.labels, config.insecure_registries,
+                            config.registry_mirrors});
+    const api::Api api(std::move(router));
+
+    if (options.daemon) report = daemonize();
+
+    asio::io_context io(1);
+    ServerOptions server_options;
+    server_options.listen = config.listen;
+    server_options.port = config.port;
+    Server server(io, server_options, tls, api, *log);
+    PidFile pid_file(config.pid_file);
+
+    asio::signal_set signals(io, SIGINT, SIGTERM, SIGHUP);
+    bool stopping = false;
+    std::function<void()> wait_for_signal = [&] {
+      signals.async_wait([&](const boost::system::error_code& ec, int signo) {
+        if (ec) return;
+        if (signo == SIGHUP) {
+          reload(config.tls, tls, *log);
+        } else if (!stopping) {
+          stopping = true;
+          log->info(std::string("received ") + (signo == SIGTERM ? "SIGTERM" : "SIGINT") + "; stopping");
+          server.stop();
+          return;
+        }
+        wait_for_signal();
+      });
+    };
+    wait_for_signal();
+
+    server.start();
+    log->info(std::string("berth-agent ") + kAgentVersion + " started: listening on " +
+              server.address() + " pid=" + std::to_string(::getpid()) + " api=" + kApiVersion +
+              " cert: " + describe_server_certificate(*tls.current()));
+    for (const std::string& opt : config.opts) {
+      log->warn("engine option " + log_quote(opt) + " has no effect yet; ignored");
+    }
+    report.ready();
+
+    io.run();
+    log->info("berth-agent stopped");
+    return kExitOk;
+  } catch (const std::exception& e) {
+    if (log) log->error(std::string("startup failed: ") + e.what());
+    if (report.active()) {
+      report.failed(e.what());
+    } else {
+      std::cerr << "berth-agent: error: " << e.what() << std::endl;
+    }
+    return kExitError;
+  }
+}
+
+}  // namespace berth::agent

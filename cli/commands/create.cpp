@@ -1,0 +1,145 @@
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+#include <map>
+#include <memory>
+
+#include "cli/commands/commands.h"
+#include "cli/host.h"
+#include "core/error.h"
+#include "core/tls.h"
+
+namespace berth::cli {
+namespace {
+
+struct CreateOptions {
+  std::string name;
+  std::string driver = "generic";
+  EngineOptions engine;
+  std::string tls_key_type = "ecdsa";
+  std::vector<std::string> tls_sans;
+  bool quiet = false;
+  std::map<std::string, std::vector<std::string>> driver_flags;   // flag name -> values given
+  std::map<std::string, const DriverFactory*> flag_owner;
+};
+
+void require_key_value(const std::vector<std::string>& items, const char* flag) {
+  for (const auto& item : items)
+    if (item.find('=') == std::string::npos || item.front() == '=')
+      throw UserError(fmt::format("--{} '{}' must look like KEY=VALUE", flag, item));
+}
+
+FlagValues collect_flags(const CreateOptions& o, const DriverFactory& factory) {
+  for (const auto& [flag, values] : o.driver_flags) {
+    if (values.empty()) continue;
+    const DriverFactory* owner = o.flag_owner.at(flag);
+    if (owner != &factory)
+      throw UserError(fmt::format("--{} belongs to the {} driver, not {}", flag, owner->name(), factory.name()));
+  }
+  FlagValues values;
+  for (const auto& spec : factory.flags()) {
+    auto it = o.driver_flags.find(spec.name);
+    if (it != o.driver_flags.end() && !it->second.empty())
+      values.set(spec.name, it->second);
+    else if (!spec.default_value.empty())
+      values.set(spec.name, {spec.default_value});
+  }
+  return values;
+}
+
+void run_create(Context& ctx, CreateOptions& o) {
+  validate_machine_name(o.name);
+  const DriverFactory& factory = ctx.drivers.get(o.driver);
+  require_key_value(o.engine.labels, "engine-label");
+  require_key_value(o.engine.env, "engine-env");
+  tls::parse_key_type(o.tls_key_type);
+  if (o.engine.port < 1 || o.engine.port > 65535) throw UserError("--engine-port must be between 1 and 65535");
+  FlagValues flags = collect_flags(o, factory);
+
+  Store& store = ctx.store();
+  if (store.exists(o.name))
+    throw UserError(fmt::format("machine '{}' already exists; pick another name or 'berth rm {}' first", o.name, o.name));
+
+  install_interrupt_handler(ctx);
+  auto driver = factory.make(flags, driver_context(ctx, o.name));
+  driver->pre_create_check();
+  tls::ensure_store_certs(store.certs_dir(), tls::parse_key_type(o.tls_key_type));
+
+  auto lock = store.create_machine_dir(o.name);
+  MachineRecord record;
+  record.name = o.name;
+  record.driver = factory.name();
+  record.engine = o.engine;
+  record.tls.key_type = o.tls_key_type;
+  record.tls.extra_sans = o.tls_sans;
+  record.created_at = now_rfc3339();
+  record.phase = "creating";
+  record.driver_state = driver->save_state();
+  Steps step(o.name, o.quiet);
+  try {
+    store.save(record);
+    ctx.cancel().throw_if_cancelled();
+    step(fmt::format("creating the {} machine", factory.name()));
+    driver->create();
+    record.driver_state = driver->save_state();
+    store.save(record);
+    ctx.cancel().throw_if_cancelled();
+    step("issuing TLS certificates");
+    issue_machine_certs(ctx, record);
+    store.save(record);
+    if (factory.capabilities().has_ssh) provision_machine(ctx, record, step.reporter());
+    record.phase = "ready";
+    store.save(record);
+    step("");
+  } catch (const Error& e) {
+    step("");
+    fmt::print(stderr, "{}: create failed, removing what was made\n", o.name);
+    const bool interrupted = ctx.interrupted.exchange(false);  // let the cleanup itself run
+    destroy_machine(ctx, o.name, record, /*force=*/true);
+    if (interrupted) throw Interrupted(fmt::format("machine '{}': create interrupted; nothing was left behind", o.name));
+    throw;
+  }
+  fmt::print("Machine {} is ready. Point docker at it with: eval \"$(berth env {})\"\n", o.name, o.name);
+}
+
+}  // namespace
+
+void setup_create(CLI::App& app, Context& ctx) {
+  auto o = std::make_shared<CreateOptions>();
+  auto* cmd = app.add_subcommand("create", "Create a machine and install berth-agent on it");
+  cmd->add_option("name", o->name, "Machine name")->required();
+  cmd->add_option("-d,--driver", o->driver, "Driver: " + [&] {
+    std::string names;
+    for (const auto* f : ctx.drivers.all()) names += (names.empty() ? "" : ", ") + f->name();
+    return names;
+  }())->envname("BERTH_DRIVER");
+  cmd->add_option("--engine-label", o->engine.labels, "Engine label KEY=VALUE (repeatable)");
+  cmd->add_option("--engine-env", o->engine.env, "Environment variable KEY=VALUE for the agent (repeatable)");
+  cmd->add_option("--engine-opt", o->engine.opts, "Engine option NAME=VALUE (repeatable)");
+  cmd->add_option("--engine-insecure-registry", o->engine.insecure_registries, "Insecure registry (repeatable)");
+  cmd->add_option("--engine-registry-mirror", o->engine.registry_mirrors, "Registry mirror URL (repeatable)");
+  cmd->add_option("--engine-port", o->engine.port, "Port the agent listens on");
+  cmd->add_option("--tls-key-type", o->tls_key_type, "Key type for new keys: ecdsa (P-256) or rsa (3072)")
+      ->check(CLI::IsMember({"ecdsa", "rsa"}));
+  cmd->add_option("--tls-san", o->tls_sans, "Extra name or IP for the server certificate (repeatable)");
+  cmd->add_flag("-q,--quiet", o->quiet, "Do not print the steps");
+  for (const auto* factory : ctx.drivers.all()) {
+    for (const auto& spec : factory->flags()) {
+      o->flag_owner[spec.name] = factory;
+      auto& slot = o->driver_flags[spec.name];
+      std::string help = spec.help + (spec.default_value.empty() ? "" : " (default " + spec.default_value + ")");
+      CLI::Option* opt = nullptr;
+      if (spec.kind == FlagSpec::Kind::Bool) {
+        opt = cmd->add_flag_callback("--" + spec.name, [&slot] { slot = {"true"}; }, help);
+      } else {
+        opt = cmd->add_option("--" + spec.name, slot, help);
+        if (spec.kind != FlagSpec::Kind::StringList) opt->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+      }
+      if (!spec.env_var.empty()) opt->envname(spec.env_var);
+      opt->group(factory->name() + " driver");
+    }
+  }
+  cmd->callback([&ctx, o] { run_create(ctx, *o); });
+}
+
+}  // namespace berth::cli

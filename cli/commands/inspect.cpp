@@ -1,0 +1,41 @@
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+#include "cli/commands/commands.h"
+#include "cli/host.h"
+#include "cli/output/template.h"
+
+namespace berth::cli {
+namespace {
+
+// The record as JSON, without anything secret: the driver's secret flags are
+// never stored in clear, and key material is only ever referenced by path.
+nlohmann::json inspect_json(Context& ctx, const MachineRecord& r) {
+  nlohmann::json j = r;
+  auto driver = load_driver(ctx, r);
+  j["url"] = driver->url(r.engine.port);
+  j["ip"] = driver->ip();
+  for (const auto& spec : driver_factory(ctx, r).flags())
+    if (spec.secret) j["driver_state"].erase(spec.name);
+  return j;
+}
+
+}  // namespace
+
+void setup_inspect(CLI::App& app, Context& ctx) {
+  auto name = std::make_shared<std::string>();
+  auto format = std::make_shared<std::string>();
+  auto* cmd = app.add_subcommand("inspect", "Print what berth knows about a machine, as JSON");
+  cmd->add_option("name", *name, "Machine name (default: the active one)");
+  cmd->add_option("-f,--format", *format, "A template such as '{{.driver}} {{.ssh.host}}'");
+  cmd->callback([&ctx, name, format] {
+    auto r = ctx.store().load(machine_name_or_active(ctx, *name));
+    auto j = inspect_json(ctx, r);
+    if (format->empty())
+      fmt::print("{}\n", j.dump(2));
+    else
+      fmt::print("{}\n", Template::parse(*format).render(j));
+  });
+}
+
+}  // namespace berth::cli

@@ -1,0 +1,267 @@
+#include "cli/host.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cstdlib>
+
+#include "core/docker_context.h"
+#include "core/error.h"
+#include "core/fs.h"
+#include "core/log.h"
+#include "core/net.h"
+#include "core/tls.h"
+#include "provision/provision.h"
+
+namespace berth::cli {
+
+namespace {
+constexpr auto kAgentDeadline = std::chrono::seconds(30);
+constexpr auto kSshDeadline = std::chrono::seconds(120);
+}  // namespace
+
+Steps::Steps(std::string machine, bool quiet) : machine_(std::move(machine)), quiet_(quiet) {}
+Steps::~Steps() { finish_current(); }
+
+void Steps::operator()(std::string_view step) {
+  finish_current();
+  current_ = step;
+  started_ = std::chrono::steady_clock::now();
+}
+
+void Steps::finish_current() {
+  if (current_.empty() || quiet_) return;
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started_);
+  fmt::print(stderr, "{}: {} ({:.1f}s)\n", machine_, current_, ms.count() / 1000.0);
+  current_.clear();
+}
+
+DriverContext driver_context(Context& ctx, const std::string& name) {
+  return DriverContext{name, ctx.store().machine_dir(name), ctx.cancel()};
+}
+
+const DriverFactory& driver_factory(Context& ctx, const MachineRecord& record) {
+  const DriverFactory* f = ctx.drivers.find(record.driver);
+  if (!f)
+    throw Error("machine '" + record.name + "' uses driver '" + record.driver +
+                "', which this berth does not have; use the berth that created it");
+  return *f;
+}
+
+std::unique_ptr<Driver> load_driver(Context& ctx, const MachineRecord& record) {
+  return driver_factory(ctx, record).load(record.driver_state, driver_context(ctx, record.name));
+}
+
+std::string machine_url(Context& ctx, const MachineRecord& record) {
+  return load_driver(ctx, record)->url(record.engine.port);
+}
+
+AgentEndpoint agent_endpoint(Context& ctx, const MachineRecord& record) {
+  return AgentEndpoint{machine_url(ctx, record), record.tls.ca_cert, record.tls.client_cert,
+                       record.tls.client_key};
+}
+
+std::unique_ptr<SshSession> connect_ssh(Context& ctx, MachineRecord& record, std::chrono::milliseconds deadline) {
+  auto driver = load_driver(ctx, record);
+  auto ep = driver->ssh_endpoint();
+  if (!ep)
+    throw UserError("machine '" + record.name + "' uses the " + record.driver +
+                    " driver, which has no SSH access");
+  record.ssh.host = ep->host;
+  record.ssh.port = ep->port;
+  record.ssh.user = ep->user;
+  record.ssh.key_path = ep->key_path.string();
+  SshTarget target{ep->host, ep->port, ep->user, ep->key_path, record.ssh.host_key_fingerprint, record.name};
+  auto cancel = ctx.cancel();
+  auto session = wait_for_ssh(target, deadline, [cancel] { return cancel.cancelled(); });
+  if (record.ssh.host_key_fingerprint.empty()) {
+    record.ssh.host_key_fingerprint = session->host_key_fingerprint();
+    ctx.store().save(record);
+    log::debug("ssh", "pinned host key {} for {}", record.ssh.host_key_fingerprint, record.name);
+  }
+  return session;
+}
+
+namespace {
+
+std::vector<std::string> wanted_sans(const Driver& driver, const MachineRecord& record) {
+  std::vector<std::string> sans{driver.ip(), "localhost", "127.0.0.1", record.name};
+  for (const auto& s : record.tls.extra_sans) sans.push_back(s);
+  std::vector<std::string> unique;
+  for (auto& s : sans)
+    if (!s.empty() && std::find(unique.begin(), unique.end(), s) == unique.end()) unique.push_back(s);
+  return unique;
+}
+
+provision::TlsMaterial machine_tls(const MachineRecord& record) {
+  return {read_file(record.tls.ca_cert), read_file(record.tls.server_cert), read_file(record.tls.server_key)};
+}
+
+}  // namespace
+
+void issue_machine_certs(Context& ctx, MachineRecord& record) {
+  const auto type = tls::parse_key_type(record.tls.key_type);
+  auto store_certs = tls::ensure_store_certs(ctx.store().certs_dir(), type);
+  auto driver = load_driver(ctx, record);
+  const fs::path dir = ctx.store().machine_dir(record.name);
+  const auto sans = wanted_sans(*driver, record);
+  auto server = tls::make_server_cert(store_certs.ca, record.name, sans, type);
+  write_file_atomic(dir / "server.pem", server.cert_pem, 0600);
+  write_file_atomic(dir / "server-key.pem", server.key_pem, 0600);
+  write_file_atomic(dir / "ca.pem", store_certs.ca.cert_pem, 0600);
+  write_file_atomic(dir / "cert.pem", store_certs.client.cert_pem, 0600);
+  write_file_atomic(dir / "key.pem", store_certs.client.key_pem, 0600);
+  record.tls.ca_cert = (dir / "ca.pem").string();
+  record.tls.client_cert = (dir / "cert.pem").string();
+  record.tls.client_key = (dir / "key.pem").string();
+  record.tls.server_cert = (dir / "server.pem").string();
+  record.tls.server_key = (dir / "server-key.pem").string();
+  record.tls.server_sans = sans;
+  record.agent_host = driver->ip();
+}
+
+void provision_machine(Context& ctx, MachineRecord& record, const StepReporter& step) {
+  auto cancel = ctx.cancel();
+  step("waiting for SSH");
+  auto ssh = connect_ssh(ctx, record, kSshDeadline);
+  cancel.throw_if_cancelled();
+  step("detecting the host's OS");
+  auto prov = provision::detect(*ssh);
+  cancel.throw_if_cancelled();
+  provision::AgentInstall spec{record.name, ctx.agent_binary(), machine_tls(record), record.engine};
+  prov->install(spec, [&](std::string_view s) {
+    cancel.throw_if_cancelled();
+    step(s);
+  });
+  cancel.throw_if_cancelled();
+  step("waiting for the agent over TLS");
+  wait_for_agent(agent_endpoint(ctx, record), kAgentDeadline);
+  std::string err;
+  record.agent_version = agent_docker_version(agent_endpoint(ctx, record), std::chrono::seconds(5), &err);
+}
+
+bool refresh_certs_if_address_changed(Context& ctx, MachineRecord& record, const StepReporter& step) {
+  auto driver = load_driver(ctx, record);
+  if (wanted_sans(*driver, record) == record.tls.server_sans) return false;
+  step("re-issuing the server certificate for the new address");
+  issue_machine_certs(ctx, record);
+  auto ssh = connect_ssh(ctx, record, kSshDeadline);
+  provision::detect(*ssh)->install_certs(machine_tls(record));
+  ctx.store().save(record);
+  return true;
+}
+
+void remove_machine(Context& ctx, const std::string& name, bool force) {
+  Store& store = ctx.store();
+  auto lock = store.lock(name);
+  std::optional<MachineRecord> record;
+  try {
+    record = store.load(name);
+  } catch (const NotFound&) {
+    throw;
+  } catch (const Error& e) {
+    if (!force) throw;
+    log::warn("rm", "{}", e.what());
+  }
+  destroy_machine(ctx, name, record, force);
+}
+
+void destroy_machine(Context& ctx, const std::string& name, const std::optional<MachineRecord>& stored, bool force) {
+  auto attempt = [&](const char* what, const std::function<void()>& fn) {
+    try {
+      fn();
+    } catch (const Error& e) {
+      if (!force)
+        throw Error(fmt::format("machine '{}': cannot {}: {}; use 'berth rm -f {}' to remove it anyway",
+                                name, what, e.what(), name));
+      log::warn("rm", "machine '{}': could not {}: {}", name, what, e.what());
+    }
+  };
+  if (stored) {
+    MachineRecord record = *stored;
+    const DriverFactory* factory = ctx.drivers.find(record.driver);
+    if (!factory) {
+      attempt("load its driver", [&] { driver_factory(ctx, record); });
+    } else {
+      auto caps = factory->capabilities();
+      // Without a pinned host key the create never got as far as installing anything.
+      if (caps.has_ssh && !caps.remove_destroys_host && !record.ssh.host_key_fingerprint.empty()) {
+        attempt("remove the agent from the host", [&] {
+          auto ssh = connect_ssh(ctx, record, std::chrono::seconds(force ? 10 : 30));
+          provision::detect(*ssh)->uninstall();
+        });
+      }
+      attempt("remove its driver resources", [&] { load_driver(ctx, record)->remove(); });
+    }
+  }
+  ctx.store().remove_machine_dir(name);
+}
+
+std::optional<std::string> active_machine(Context& ctx) {
+  const char* host = std::getenv("DOCKER_HOST");
+  Store& store = ctx.store();
+  if (host && *host) {
+    for (const auto& m : store.list()) {
+      if (!m.record) continue;
+      try {
+        if (machine_url(ctx, *m.record) == host) return m.name;
+      } catch (const Error&) {
+      }
+    }
+    return std::nullopt;
+  }
+  if (const char* ctxname = std::getenv("DOCKER_CONTEXT"); ctxname && *ctxname) {
+    std::string c = ctxname;
+    if (c.rfind("berth-", 0) == 0 && store.exists(c.substr(6))) return c.substr(6);
+    return std::nullopt;
+  }
+  std::string current = current_docker_context();
+  if (current.rfind("berth-", 0) == 0 && store.exists(current.substr(6))) return current.substr(6);
+  return std::nullopt;
+}
+
+void change_power(Context& ctx, const std::string& name, PowerOp op) {
+  static const char* const verbs[] = {"start", "stop", "restart", "kill"};
+  const char* verb = verbs[static_cast<int>(op)];
+  auto lock = ctx.store().lock(name);
+  MachineRecord record = ctx.store().load(name);
+  auto caps = driver_factory(ctx, record).capabilities();
+  const bool able[] = {caps.can_start, caps.can_stop, caps.can_restart || (caps.can_start && caps.can_stop),
+                       caps.can_kill};
+  if (!able[static_cast<int>(op)])
+    throw UserError(fmt::format("machine '{}': the {} driver can't {} machines; {} the host yourself", name,
+                                record.driver, verb, verb));
+  auto driver = load_driver(ctx, record);
+  Steps step(name);
+  static const char* const doing[] = {"starting", "stopping", "restarting", "killing"};
+  step(doing[static_cast<int>(op)]);
+  switch (op) {
+    case PowerOp::Start: driver->start(); break;
+    case PowerOp::Stop: driver->stop(); break;
+    case PowerOp::Kill: driver->kill(); break;
+    case PowerOp::Restart:
+      if (caps.can_restart) {
+        driver->restart();
+      } else {
+        driver->stop();
+        driver->start();
+      }
+      break;
+  }
+  record.driver_state = driver->save_state();
+  ctx.store().save(record);
+  if ((op == PowerOp::Start || op == PowerOp::Restart) && caps.has_ssh) {
+    refresh_certs_if_address_changed(ctx, record, step.reporter());
+    step("waiting for the agent over TLS");
+    wait_for_agent(agent_endpoint(ctx, record), kAgentDeadline);
+  }
+  step("");
+}
+
+std::string machine_name_or_active(Context& ctx, const std::string& name) {
+  if (!name.empty()) return name;
+  if (auto active = active_machine(ctx)) return *active;
+  throw UsageError("no machine name given and no machine is active; name one (see 'berth ls')");
+}
+
+}  // namespace berth::cli

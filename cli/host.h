@@ -1,0 +1,78 @@
+#pragma once
+// Operations on one stored machine that several commands share: its driver,
+// its endpoints, SSH with host-key pinning, certificates and provisioning.
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "cli/context.h"
+#include "core/agent_client.h"
+#include "core/machine.h"
+#include "core/ssh.h"
+#include "drivers/driver.h"
+
+namespace berth::cli {
+
+using StepReporter = std::function<void(std::string_view)>;
+
+// Prints "NAME: step..." lines on stderr with the time each step took.
+class Steps {
+ public:
+  explicit Steps(std::string machine, bool quiet = false);
+  ~Steps();
+  void operator()(std::string_view step);
+  StepReporter reporter() { return [this](std::string_view s) { (*this)(s); }; }
+
+ private:
+  void finish_current();
+  std::string machine_;
+  bool quiet_;
+  std::string current_;
+  std::chrono::steady_clock::time_point started_;
+};
+
+DriverContext driver_context(Context& ctx, const std::string& name);
+std::unique_ptr<Driver> load_driver(Context& ctx, const MachineRecord& record);
+const DriverFactory& driver_factory(Context& ctx, const MachineRecord& record);
+
+std::string machine_url(Context& ctx, const MachineRecord& record);
+AgentEndpoint agent_endpoint(Context& ctx, const MachineRecord& record);
+
+// Refreshes record.ssh from the driver (the port or address may move) and opens
+// a session, pinning the host key at first contact (and saving the record).
+std::unique_ptr<SshSession> connect_ssh(Context& ctx, MachineRecord& record, std::chrono::milliseconds deadline);
+
+// Issues this machine's server certificate for its current address and copies
+// the client material into the machine dir (what DOCKER_CERT_PATH points at).
+void issue_machine_certs(Context& ctx, MachineRecord& record);
+
+// Installs (or re-installs) the agent over one SSH connection and waits for it
+// to answer over mTLS.
+void provision_machine(Context& ctx, MachineRecord& record, const StepReporter& step);
+
+// Re-issues the server certificate when the machine's address no longer matches
+// it, installs it and makes the agent reload. Returns true when it re-issued.
+bool refresh_certs_if_address_changed(Context& ctx, MachineRecord& record, const StepReporter& step);
+
+// Removes the machine: agent (when the host outlives it), driver resources and
+// the store directory. With force, failures are warnings and removal goes on.
+void remove_machine(Context& ctx, const std::string& name, bool force);
+// The same for a caller that already holds the machine's lock; `record` is
+// empty when config.json was unusable.
+void destroy_machine(Context& ctx, const std::string& name, const std::optional<MachineRecord>& record, bool force);
+
+enum class PowerOp { Start, Stop, Restart, Kill };
+// Runs a power operation the driver declares it can do; afterwards a started
+// machine gets certificates for its (maybe new) address and its agent answers.
+void change_power(Context& ctx, const std::string& name, PowerOp op);
+
+// The active machine: the one whose URL is $DOCKER_HOST, else the one the
+// current docker context (berth-NAME) names.
+std::optional<std::string> active_machine(Context& ctx);
+
+// `name`, or the active machine when it is empty (UsageError when there is none).
+std::string machine_name_or_active(Context& ctx, const std::string& name);
+
+}  // namespace berth::cli

@@ -1,0 +1,64 @@
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+#include <exception>
+
+#include "cli/commands/commands.h"
+#include "cli/context.h"
+#include "core/error.h"
+#include "core/log.h"
+
+int main(int argc, char** argv) {
+  using namespace berth::cli;
+  Context ctx;
+  CLI::App app{"berth makes Docker hosts and points the docker CLI at them", "berth"};
+  app.require_subcommand(1);
+  app.option_defaults()->always_capture_default();
+  app.add_option("-s,--storage-path", ctx.storage_path, "Where berth keeps its machines (default ~/.berth)")
+      ->envname("BERTH_STORAGE_PATH");
+  app.add_flag("-D,--debug", ctx.debug, "Print debug lines on stderr");
+  app.footer("Exit codes: 0 ok, 1 error, 2 usage error, 3 pre-create check failed, 4 machine not found, 130 interrupted.");
+
+  setup_create(app, ctx);
+  setup_ls(app, ctx);
+  setup_active(app, ctx);
+  setup_env(app, ctx);
+  setup_use(app, ctx);
+  setup_config(app, ctx);
+  setup_inspect(app, ctx);
+  setup_ip(app, ctx);
+  setup_url(app, ctx);
+  setup_status(app, ctx);
+  setup_ssh(app, ctx);
+  setup_scp(app, ctx);
+  setup_start(app, ctx);
+  setup_stop(app, ctx);
+  setup_restart(app, ctx);
+  setup_kill(app, ctx);
+  setup_provision(app, ctx);
+  setup_regenerate_certs(app, ctx);
+  setup_upgrade(app, ctx);
+  setup_rm(app, ctx);
+  setup_version(app, ctx);
+
+  app.parse_complete_callback([&] { berth::log::set_debug(ctx.debug); });
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    fmt::print(stderr, "berth: error: {}; see 'berth --help'\n", e.what());
+    return berth::kExitUsage;
+  } catch (const berth::Error& e) {
+    fmt::print(stderr, "berth: error: {}\n", e.what());
+    return e.exit_code();
+  } catch (const std::exception& e) {
+    fmt::print(stderr, "berth: error: {}\n", e.what());
+    return berth::kExitError;
+  }
+  return ctx.exit_code;
+}

@@ -1,0 +1,35 @@
+#pragma once
+// A small HTTPS client (libcurl) that talks to berth-agent (or any Docker
+// engine) with the client certificate: used for the post-provision check,
+// `ls`'s DOCKER column and `status`.
+#include <chrono>
+#include <string>
+
+namespace berth {
+
+struct AgentEndpoint {
+  std::string url;          // tcp://host:port or https://host:port
+  std::string ca_cert;      // paths
+  std::string client_cert;
+  std::string client_key;
+};
+
+struct AgentResponse {
+  long status = 0;          // 0 when no HTTP exchange happened
+  std::string body;
+  std::string error;        // transport/TLS error text, empty on success
+};
+
+// GET path (e.g. "/_ping", "/version") with a total timeout. Never throws.
+AgentResponse agent_get(const AgentEndpoint& ep, const std::string& path,
+                        std::chrono::milliseconds timeout);
+
+// GET /version and return .Version ("" with `error` set when unreachable).
+std::string agent_docker_version(const AgentEndpoint& ep, std::chrono::milliseconds timeout,
+                                 std::string* error = nullptr);
+
+// Polls /_ping until it answers 200 "OK" or the deadline passes; throws
+// berth::Error naming the URL and the last error.
+void wait_for_agent(const AgentEndpoint& ep, std::chrono::milliseconds deadline);
+
+}  // namespace berth

@@ -1,0 +1,74 @@
+#pragma once
+// The machine record: everything berth knows about one machine, stored as
+// machines/NAME/config.json (versioned JSON; see core/migrations.cpp).
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+namespace berth {
+
+inline constexpr int kMachineSchemaVersion = 1;
+
+struct EngineOptions {
+  std::vector<std::string> labels;               // key=value
+  std::vector<std::string> env;                  // KEY=value
+  std::vector<std::string> opts;                 // flag=value, passed to the agent
+  std::vector<std::string> insecure_registries;
+  std::vector<std::string> registry_mirrors;
+  int port = 2376;
+};
+
+struct TlsConfig {
+  std::string key_type = "ecdsa";                // ecdsa | rsa
+  std::vector<std::string> extra_sans;           // --tls-san
+  // Absolute paths. ca/client live in machines/NAME/ as copies for DOCKER_CERT_PATH.
+  std::string ca_cert;
+  std::string client_cert;
+  std::string client_key;
+  std::string server_cert;
+  std::string server_key;
+  std::vector<std::string> server_sans;          // what the current server cert covers
+};
+
+struct SshConfig {
+  std::string host;
+  int port = 22;
+  std::string user;
+  std::string key_path;                          // private key, 0600
+  std::string host_key_fingerprint;              // "SHA256:..." pinned at first contact
+};
+
+struct MachineRecord {
+  int schema_version = kMachineSchemaVersion;
+  std::string name;
+  std::string driver;
+  nlohmann::json driver_state = nlohmann::json::object();
+  EngineOptions engine;
+  TlsConfig tls;
+  SshConfig ssh;
+  std::string created_at;                        // RFC 3339 UTC
+  // "creating" until create finishes; "ready" after. A "creating" record that no
+  // process holds the lock for is the remains of an interrupted create.
+  std::string phase = "creating";
+  std::string agent_host;                        // host/IP the agent is reached at
+  std::string agent_version;
+};
+
+void to_json(nlohmann::json& j, const EngineOptions& v);
+void from_json(const nlohmann::json& j, EngineOptions& v);
+void to_json(nlohmann::json& j, const TlsConfig& v);
+void from_json(const nlohmann::json& j, TlsConfig& v);
+void to_json(nlohmann::json& j, const SshConfig& v);
+void from_json(const nlohmann::json& j, SshConfig& v);
+void to_json(nlohmann::json& j, const MachineRecord& v);
+void from_json(const nlohmann::json& j, MachineRecord& v);
+
+// Upgrades an older config.json document in place to kMachineSchemaVersion.
+// Throws berth::Error for a version newer than this berth knows.
+void migrate_machine_json(nlohmann::json& j);
+
+bool is_valid_machine_name(const std::string& name);
+
+std::string now_rfc3339();
+
+}  // namespace berth

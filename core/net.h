@@ -1,0 +1,17 @@
+#pragma once
+#include <chrono>
+#include <string>
+
+namespace berth {
+
+// True when a TCP connection to host:port succeeds within `timeout`; `error` says why not.
+bool tcp_port_open(const std::string& host, int port, std::chrono::milliseconds timeout,
+                   std::string* error = nullptr);
+
+// A port that was free on 127.0.0.1 a moment ago.
+int free_tcp_port();
+
+// "[::1]" for IPv6 literals, the host itself otherwise.
+std::string host_for_url(const std::string& host);
+
+}  // namespace berth

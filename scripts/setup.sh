@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Installs what berth needs to build and test (Debian 12, as root) and builds it.
+# Usage: scripts/setup.sh [BUILD_DIR]   (default: build)
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+build=${1:-$here/build}
+
+packages=(
+  build-essential cmake ninja-build pkg-config git
+  libssh-dev libcurl4-openssl-dev nlohmann-json3-dev libcli11-dev googletest libgtest-dev libgmock-dev
+  libssl-dev libboost1.81-dev libfmt-dev
+  openssh-server openssh-client iproute2 curl openssl procps util-linux jq zsh fish tcsh
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "setup: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# The docker CLI is berth's client. Debian's docker.io brings one; berth never
+# needs its daemon, so keep that stopped.
+if ! command -v docker >/dev/null 2>&1; then
+  echo "setup: installing the docker CLI (docker.io; its daemon stays off)"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+  apt-get install -y -qq --no-install-recommends docker.io
+  rm -f /usr/sbin/policy-rc.d
+  systemctl disable --now docker.service docker.socket >/dev/null 2>&1 || true
+fi
+
+cmake -S "$here" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo ${BERTH_CMAKE_ARGS:-}
+cmake --build "$build" -j"$(nproc)"
+echo "setup: built $build/cli/berth and $build/agent/berth-agent"

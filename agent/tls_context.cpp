@@ -76,7 +76,9 @@ SslContextPtr make_server_tls_context(const TlsPaths& paths) {
     fail("certificate", paths.cert, openssl_reason());
   }
   if (SSL_CTX_use_PrivateKey_file(native, paths.key.c_str(), SSL_FILETYPE_PEM) != 1) {
-    fail("key", paths.key, openssl_reason());
+    bool mismatch = ERR_GET_REASON(ERR_peek_last_error()) == X509_R_KEY_VALUES_MISMATCH;
+    std::string reason = openssl_reason();
+    fail("key", paths.key, mismatch ? "it does not match the certificate " + paths.cert : reason);
   }
   if (SSL_CTX_check_private_key(native) != 1) {
     ERR_clear_error();

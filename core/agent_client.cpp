@@ -80,22 +80,30 @@ AgentResponse agent_get(const AgentEndpoint& ep, const std::string& path, std::c
   const long ms = std::max<long>(1, static_cast<long>(timeout.count()));
   char errbuf[CURL_ERROR_SIZE] = {};
   CURL* c = curl.get();
-  curl_easy_setopt(c, CURLOPT_URL, url.c_str());
-  curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "https");
-  curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
-  curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(c, CURLOPT_NOPROXY, "*");
-  curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, ms);
-  curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, ms);
-  curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 1L);
-  curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 2L);
-  curl_easy_setopt(c, CURLOPT_SSLVERSION, static_cast<long>(CURL_SSLVERSION_TLSv1_2));
-  if (!ep.ca_cert.empty()) curl_easy_setopt(c, CURLOPT_CAINFO, ep.ca_cert.c_str());
-  if (!ep.client_cert.empty()) curl_easy_setopt(c, CURLOPT_SSLCERT, ep.client_cert.c_str());
-  if (!ep.client_key.empty()) curl_easy_setopt(c, CURLOPT_SSLKEY, ep.client_key.c_str());
-  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
-  curl_easy_setopt(c, CURLOPT_WRITEDATA, &out.body);
+  CURLcode setup = CURLE_OK;   // the first failing option, if any
+  auto set = [&](CURLoption opt, auto value) {
+    if (setup == CURLE_OK) setup = curl_easy_setopt(c, opt, value);
+  };
+  set(CURLOPT_URL, url.c_str());
+  set(CURLOPT_PROTOCOLS_STR, "https");
+  set(CURLOPT_ERRORBUFFER, errbuf);
+  set(CURLOPT_NOSIGNAL, 1L);
+  set(CURLOPT_NOPROXY, "*");
+  set(CURLOPT_TIMEOUT_MS, ms);
+  set(CURLOPT_CONNECTTIMEOUT_MS, ms);
+  set(CURLOPT_SSL_VERIFYPEER, 1L);
+  set(CURLOPT_SSL_VERIFYHOST, 2L);
+  set(CURLOPT_SSLVERSION, static_cast<long>(CURL_SSLVERSION_TLSv1_2));
+  if (!ep.ca_cert.empty()) set(CURLOPT_CAINFO, ep.ca_cert.c_str());
+  if (!ep.client_cert.empty()) set(CURLOPT_SSLCERT, ep.client_cert.c_str());
+  if (!ep.client_key.empty()) set(CURLOPT_SSLKEY, ep.client_key.c_str());
+  set(CURLOPT_WRITEFUNCTION, on_body);
+  set(CURLOPT_WRITEDATA, &out.body);
 
+  if (setup != CURLE_OK) {
+    out.error = std::string("cannot set up the request: ") + curl_easy_strerror(setup);
+    return out;
+  }
   const CURLcode rc = curl_easy_perform(c);
   curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &out.status);
   if (rc != CURLE_OK) {

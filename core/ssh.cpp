@@ -15,6 +15,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <fmt/format.h>
@@ -654,6 +655,9 @@ std::unique_ptr<SshSession> wait_for_ssh(const SshTarget& target, std::chrono::m
       throw;
     } catch (const SshError& e) {
       last_error = e.what();
+      // The timeout message names host and machine once; drop them from the cause.
+      if (auto at = last_error.find(" on " + where(target)); at != std::string::npos)
+        last_error.erase(at, 4 + where(target).size());
       log::debug(kLog, "waiting for SSH: {}", last_error);
     }
     auto next = attempt_started + retry_every;
@@ -662,7 +666,7 @@ std::unique_ptr<SshSession> wait_for_ssh(const SshTarget& target, std::chrono::m
       std::this_thread::sleep_for(std::chrono::milliseconds(25));
     }
   }
-  auto waited = std::chrono::duration_cast<std::chrono::seconds>(clock::now() - start).count();
+  long waited = std::max(1L, std::lround(std::chrono::duration<double>(clock::now() - start).count()));
   throw SshError(fmt::format("timed out after {}s waiting for SSH on {}:{}{}: {}", waited,
                              host_for_url(target.host), target.port,
                              target.machine_name.empty() ? "" : " (machine '" + target.machine_name + "')",

@@ -149,6 +149,11 @@ cmd_up() {
     echo "$name" >"$root/etc/hostname"
     rm -f "$root"/etc/ssh/ssh_host_*
     chroot "$root" ssh-keygen -A >/dev/null
+    # A plain root account, as on a fresh server: this machine'"'"'s own shell
+    # start-up files (pyenv and the like) would slow and serialize every command.
+    printf "%s\n" "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" >"$root/root/.bashrc"
+    cp "$root/root/.bashrc" "$root/root/.profile"
+    rm -f "$root/root/.bash_profile" "$root/root/.bash_login"
     install -d -m 0700 "$root/root/.ssh"
     install -m 0600 "$keyfile" "$root/root/.ssh/authorized_keys"
     exec chroot "$root" /usr/sbin/sshd -D -e \

@@ -101,7 +101,8 @@ std::vector<std::string> regular_files(const fs::path& root) {
   for (auto it = fs::recursive_directory_iterator(root, ec); it != fs::recursive_directory_iterator();
        it.increment(ec)) {
     if (ec) break;
-    if (it->is_regular_file(ec)) out.push_back(fs::relative(it->path(), root, ec).string());
+    // Lexically: root may be a /proc/PID/root path, which canonicalizes to "/".
+    if (it->is_regular_file(ec)) out.push_back(it->path().lexically_relative(root).string());
   }
   std::sort(out.begin(), out.end());
   return out;

@@ -7,6 +7,8 @@
 #include <filesystem>
 #include <fstream>
 
+#include "core/error.h"
+
 namespace berth::agent {
 namespace {
 
@@ -125,9 +127,15 @@ TEST(HostSystemInfo, WithoutCgroupControllersFileItIsVersion1) {
   EXPECT_EQ(f.operating_system, "<unknown>");
 }
 
-TEST(HostSystemInfo, UnwritableDataRootIsAUserError) {
-  if (::geteuid() == 0) GTEST_SKIP() << "root can write anywhere";
-  EXPECT_THROW(HostSystemInfo("/proc/berth-data"), UserError);
+TEST(HostSystemInfo, UnusableDataRootIsAUserErrorNamingIt) {
+  TempDir tmp;
+  write(tmp.path / "file", "x");   // a file where a directory should be: fails even for root
+  try {
+    HostSystemInfo info(tmp.path / "file" / "data");
+    FAIL() << "no error";
+  } catch (const UserError& e) {
+    EXPECT_NE(std::string(e.what()).find((tmp.path / "file" / "data").string()), std::string::npos) << e.what();
+  }
 }
 
 }  // namespace

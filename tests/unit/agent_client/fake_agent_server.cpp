@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstring>
 #include <memory>
 #include <stdexcept>
@@ -163,7 +164,11 @@ void FakeAgentServer::handle(int fd) {
     std::lock_guard lock(mu_);
     if (auto it = routes_.find(path); it != routes_.end()) route = it->second;
   }
-  while (route.hang && !stop_) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  if (route.hang) {   // bounded, so a client without a timeout fails the test instead of hanging it
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(3);
+    while (!stop_ && std::chrono::steady_clock::now() < until) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    return;
+  }
   const std::string response = "HTTP/1.1 " + std::to_string(route.status) + " " + reason(route.status) +
                                "\r\nContent-Type: " + route.content_type +
                                "\r\nContent-Length: " + std::to_string(route.body.size()) +

@@ -15,7 +15,7 @@ struct FakeRoute {
   int status = 200;
   std::string body;
   std::string content_type = "text/plain";
-  bool hang = false;   // read the request, then never answer (until the server stops)
+  bool hang = false;   // read the request, then hang up after 3 s without answering
 };
 
 class FakeAgentServer {

@@ -318,6 +318,7 @@ TEST_F(SshTest, WaitForSshTimesOutOnAClosedPort) {
     EXPECT_TRUE(contains(m, "timed out after 1s waiting for SSH on 127.0.0.1:" + std::to_string(target_.port) +
                                 " (machine 'm1'): "))
         << m;
+    EXPECT_TRUE(contains(m, "): cannot connect to SSH: ")) << m;
     EXPECT_TRUE(contains(m, "refused")) << m;
   }
   auto took = std::chrono::steady_clock::now() - t0;

@@ -110,40 +110,30 @@ std::string fingerprint(X509* cert) {
   return hex;
 }
 
-struct Material {
-  KeyPair ca, client, server, other_ca, other_client;
-  std::map<std::string, double> keygen_ms;
-};
-
 const std::vector<std::string> kSansIn{"10.0.0.5", "localhost", "127.0.0.1", "m1",       "::1",
                                        "LOCALHOST", "10.0.0.5", "0:0:0:0:0:0:0:1", "", "Node.example.com"};
 
-// RSA-3072 keys are slow, so each key type's material is made once.
-const Material& material(KeyType type) {
-  static std::map<KeyType, Material> cache;
-  auto it = cache.find(type);
-  if (it != cache.end()) return it->second;
-  Material m;
-  auto timed = [&](const char* what, auto fn) {
-    auto t0 = std::chrono::steady_clock::now();
-    KeyPair kp = fn();
-    m.keygen_ms[what] = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-    return kp;
-  };
-  m.ca = timed("ca", [&] { return make_ca("test-ca", type); });
-  m.client = timed("client", [&] { return make_client_cert(m.ca, "test-client", type); });
-  m.server = timed("server", [&] { return make_server_cert(m.ca, "m1", kSansIn, type); });
-  m.other_ca = make_ca("other-ca", type);
-  m.other_client = make_client_cert(m.other_ca, "intruder", type);
-  std::printf("[ timing ] %s: CA %.1f ms, client %.1f ms, server %.1f ms (each includes one key generation)\n",
-              type == KeyType::Rsa ? "RSA-3072" : "ECDSA P-256", m.keygen_ms["ca"], m.keygen_ms["client"],
-              m.keygen_ms["server"]);
-  return cache.emplace(type, std::move(m)).first->second;
+// RSA-3072 keys are slow, so each certificate is made once per process, and only when a test needs it.
+const KeyPair& material(KeyType type, const std::string& what) {
+  static std::map<std::pair<KeyType, std::string>, KeyPair> cache;
+  const auto key = std::make_pair(type, what);
+  if (auto it = cache.find(key); it != cache.end()) return it->second;
+  const auto t0 = std::chrono::steady_clock::now();
+  KeyPair kp;
+  if (what == "ca") kp = make_ca("test-ca", type);
+  if (what == "other_ca") kp = make_ca("other-ca", type);
+  if (what == "client") kp = make_client_cert(material(type, "ca"), "test-client", type);
+  if (what == "server") kp = make_server_cert(material(type, "ca"), "m1", kSansIn, type);
+  if (what == "other_client") kp = make_client_cert(material(type, "other_ca"), "intruder", type);
+  const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  std::printf("[ timing ] %s %s: %.1f ms (one key generation + signing)\n",
+              type == KeyType::Rsa ? "RSA-3072" : "ECDSA P-256", what.c_str(), ms);
+  return cache.emplace(key, std::move(kp)).first->second;
 }
 
 class TlsCerts : public ::testing::TestWithParam<KeyType> {
  protected:
-  const Material& m() { return material(GetParam()); }
+  const KeyPair& get(const char* what) const { return material(GetParam(), what); }
   bool rsa() const { return GetParam() == KeyType::Rsa; }
   void expect_key(EVP_PKEY* key) {
     if (rsa()) {
@@ -163,7 +153,7 @@ class TlsCerts : public ::testing::TestWithParam<KeyType> {
 };
 
 TEST_P(TlsCerts, CaIsASelfSignedCaWithCriticalConstraints) {
-  auto ca = cert_of(m().ca.cert_pem);
+  auto ca = cert_of(get("ca").cert_pem);
   EXPECT_TRUE(X509_get_extension_flags(ca.get()) & EXFLAG_CA);
   EXPECT_TRUE(ext_critical(ca.get(), NID_basic_constraints));
   EXPECT_TRUE(ext_critical(ca.get(), NID_key_usage));
@@ -172,13 +162,13 @@ TEST_P(TlsCerts, CaIsASelfSignedCaWithCriticalConstraints) {
   EXPECT_EQ(X509_check_issued(ca.get(), ca.get()), X509_V_OK);
   EXPECT_EQ(X509_get_version(ca.get()), X509_VERSION_3);
   expect_sha256_signature(ca.get());
-  auto key = key_of(m().ca.key_pem);
+  auto key = key_of(get("ca").key_pem);
   EXPECT_EQ(X509_check_private_key(ca.get(), key.get()), 1);
   expect_key(X509_get0_pubkey(ca.get()));
 }
 
 TEST_P(TlsCerts, SerialIsPositiveAndAtMost159Bits) {
-  for (const auto* pem : {&m().ca.cert_pem, &m().client.cert_pem, &m().server.cert_pem}) {
+  for (const auto* pem : {&get("ca").cert_pem, &get("client").cert_pem, &get("server").cert_pem}) {
     auto cert = cert_of(*pem);
     BnPtr bn(ASN1_INTEGER_to_BN(X509_get0_serialNumber(cert.get()), nullptr));
     EXPECT_FALSE(BN_is_negative(bn.get()));
@@ -186,12 +176,12 @@ TEST_P(TlsCerts, SerialIsPositiveAndAtMost159Bits) {
     EXPECT_LE(BN_num_bits(bn.get()), 159);
     EXPECT_GT(BN_num_bits(bn.get()), 64);   // random, not a counter (fails with p ~ 2^-95)
   }
-  auto a = cert_of(m().client.cert_pem), b = cert_of(m().other_client.cert_pem);
+  auto a = cert_of(get("client").cert_pem), b = cert_of(get("other_client").cert_pem);
   EXPECT_NE(ASN1_INTEGER_cmp(X509_get0_serialNumber(a.get()), X509_get0_serialNumber(b.get())), 0);
 }
 
 TEST_P(TlsCerts, ValidityStartsFiveMinutesAgo) {
-  for (const auto* pem : {&m().ca.cert_pem, &m().client.cert_pem, &m().server.cert_pem}) {
+  for (const auto* pem : {&get("ca").cert_pem, &get("client").cert_pem, &get("server").cert_pem}) {
     auto cert = cert_of(*pem);
     // The material may have been made a few seconds before this test runs.
     const long long age = seconds_since(X509_get0_notBefore(cert.get()));
@@ -208,8 +198,8 @@ TEST_P(TlsCerts, ValidityStartsFiveMinutesAgo) {
 }
 
 TEST_P(TlsCerts, ClientCertIsForClientAuthOnlyAndChainsToItsCa) {
-  auto ca = cert_of(m().ca.cert_pem);
-  auto client = cert_of(m().client.cert_pem);
+  auto ca = cert_of(get("ca").cert_pem);
+  auto client = cert_of(get("client").cert_pem);
   const uint32_t flags = X509_get_extension_flags(client.get());
   EXPECT_TRUE(flags & EXFLAG_BCONS);   // basicConstraints present ...
   EXPECT_FALSE(flags & EXFLAG_CA);     // ... and CA:FALSE
@@ -221,28 +211,28 @@ TEST_P(TlsCerts, ClientCertIsForClientAuthOnlyAndChainsToItsCa) {
   EXPECT_EQ(ASN1_OCTET_STRING_cmp(X509_get0_authority_key_id(client.get()), X509_get0_subject_key_id(ca.get())), 0);
   expect_key(X509_get0_pubkey(client.get()));
   expect_sha256_signature(client.get());
-  auto key = key_of(m().client.key_pem);
+  auto key = key_of(get("client").key_pem);
   EXPECT_EQ(X509_check_private_key(client.get(), key.get()), 1);
 
   std::string why;
-  EXPECT_EQ(openssl_verify(m().client.cert_pem, m().ca.cert_pem, X509_PURPOSE_SSL_CLIENT, &why), 1) << why;
-  EXPECT_NE(openssl_verify(m().client.cert_pem, m().ca.cert_pem, X509_PURPOSE_SSL_SERVER), 1);
-  EXPECT_TRUE(verify_chain(m().client.cert_pem, m().ca.cert_pem, &why)) << why;
+  EXPECT_EQ(openssl_verify(get("client").cert_pem, get("ca").cert_pem, X509_PURPOSE_SSL_CLIENT, &why), 1) << why;
+  EXPECT_NE(openssl_verify(get("client").cert_pem, get("ca").cert_pem, X509_PURPOSE_SSL_SERVER), 1);
+  EXPECT_TRUE(verify_chain(get("client").cert_pem, get("ca").cert_pem, &why)) << why;
 }
 
 TEST_P(TlsCerts, CertFromAnotherCaDoesNotVerify) {
-  EXPECT_NE(openssl_verify(m().other_client.cert_pem, m().ca.cert_pem, X509_PURPOSE_SSL_CLIENT), 1);
-  EXPECT_NE(openssl_verify(m().server.cert_pem, m().other_ca.cert_pem, X509_PURPOSE_SSL_SERVER), 1);
+  EXPECT_NE(openssl_verify(get("other_client").cert_pem, get("ca").cert_pem, X509_PURPOSE_SSL_CLIENT), 1);
+  EXPECT_NE(openssl_verify(get("server").cert_pem, get("other_ca").cert_pem, X509_PURPOSE_SSL_SERVER), 1);
   std::string why;
-  EXPECT_FALSE(verify_chain(m().other_client.cert_pem, m().ca.cert_pem, &why));
+  EXPECT_FALSE(verify_chain(get("other_client").cert_pem, get("ca").cert_pem, &why));
   EXPECT_NE(why, "");
   // A CA does not vouch for a different CA either.
-  EXPECT_FALSE(verify_chain(m().other_ca.cert_pem, m().ca.cert_pem));
-  EXPECT_TRUE(verify_chain(m().other_client.cert_pem, m().other_ca.cert_pem));
+  EXPECT_FALSE(verify_chain(get("other_ca").cert_pem, get("ca").cert_pem));
+  EXPECT_TRUE(verify_chain(get("other_client").cert_pem, get("other_ca").cert_pem));
 }
 
 TEST_P(TlsCerts, ServerCertHasExactlyTheDeduplicatedSans) {
-  auto server = cert_of(m().server.cert_pem);
+  auto server = cert_of(get("server").cert_pem);
   const Sans sans = sans_of(server.get());
   EXPECT_EQ(sans.dns, (std::vector<std::string>{"localhost", "m1", "Node.example.com"}));
   EXPECT_EQ(sans.ip, (std::vector<std::string>{raw_ip({10, 0, 0, 5}), raw_ip({127, 0, 0, 1}),
@@ -257,8 +247,8 @@ TEST_P(TlsCerts, ServerCertHasExactlyTheDeduplicatedSans) {
 }
 
 TEST_P(TlsCerts, ServerCertIsForServerAuthWithCommonName) {
-  auto ca = cert_of(m().ca.cert_pem);
-  auto server = cert_of(m().server.cert_pem);
+  auto ca = cert_of(get("ca").cert_pem);
+  auto server = cert_of(get("server").cert_pem);
   char cn[256] = {};
   X509_NAME_get_text_by_NID(X509_get_subject_name(server.get()), NID_commonName, cn, sizeof cn);
   EXPECT_STREQ(cn, "m1");
@@ -268,24 +258,24 @@ TEST_P(TlsCerts, ServerCertIsForServerAuthWithCommonName) {
   expect_key(X509_get0_pubkey(server.get()));
   expect_sha256_signature(server.get());
   std::string why;
-  EXPECT_EQ(openssl_verify(m().server.cert_pem, m().ca.cert_pem, X509_PURPOSE_SSL_SERVER, &why), 1) << why;
-  EXPECT_NE(openssl_verify(m().server.cert_pem, m().ca.cert_pem, X509_PURPOSE_SSL_CLIENT), 1);
-  EXPECT_TRUE(verify_chain(m().server.cert_pem, m().ca.cert_pem, &why)) << why;
+  EXPECT_EQ(openssl_verify(get("server").cert_pem, get("ca").cert_pem, X509_PURPOSE_SSL_SERVER, &why), 1) << why;
+  EXPECT_NE(openssl_verify(get("server").cert_pem, get("ca").cert_pem, X509_PURPOSE_SSL_CLIENT), 1);
+  EXPECT_TRUE(verify_chain(get("server").cert_pem, get("ca").cert_pem, &why)) << why;
 }
 
 TEST_P(TlsCerts, InspectReportsWhatOpenSslSees) {
   const std::string type = rsa() ? "rsa-3072" : "ecdsa-p256";
-  auto ca = inspect_cert(m().ca.cert_pem);
+  auto ca = inspect_cert(get("ca").cert_pem);
   EXPECT_EQ(ca.subject_cn, "test-ca");
   EXPECT_EQ(ca.issuer_cn, "test-ca");
   EXPECT_TRUE(ca.is_ca);
   EXPECT_FALSE(ca.server_auth);
   EXPECT_FALSE(ca.client_auth);
   EXPECT_EQ(ca.key_type, type);
-  EXPECT_EQ(ca.sha256_fingerprint, fingerprint(cert_of(m().ca.cert_pem).get()));
+  EXPECT_EQ(ca.sha256_fingerprint, fingerprint(cert_of(get("ca").cert_pem).get()));
   EXPECT_EQ(ca.sha256_fingerprint.size(), 64u);
 
-  auto server = inspect_cert(m().server.cert_pem);
+  auto server = inspect_cert(get("server").cert_pem);
   EXPECT_EQ(server.subject_cn, "m1");
   EXPECT_EQ(server.issuer_cn, "test-ca");
   EXPECT_FALSE(server.is_ca);
@@ -300,7 +290,7 @@ TEST_P(TlsCerts, InspectReportsWhatOpenSslSees) {
   EXPECT_LE(now - server.not_before, 340);
   EXPECT_NEAR(static_cast<double>(server.not_after - server.not_before), 1095 * 86400.0 + 300, 5.0);
 
-  auto client = inspect_cert(m().client.cert_pem);
+  auto client = inspect_cert(get("client").cert_pem);
   EXPECT_TRUE(client.client_auth);
   EXPECT_FALSE(client.server_auth);
   EXPECT_TRUE(client.dns_sans.empty());

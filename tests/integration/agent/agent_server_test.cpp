@@ -1,0 +1,237 @@
+// The HTTPS transport in-process, with short limits: keep-alive, body and
+// header limits, the slow-client timeout, bad requests and stop().
+#include <gtest/gtest.h>
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
+#include <future>
+#include <thread>
+
+#include "agent/api/api.h"
+#include "agent/log.h"
+#include "agent/server.h"
+#include "agent/tls_context.h"
+#include "test_support.h"
+
+namespace berth::agent::testing {
+namespace {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace ssl = asio::ssl;
+using tcp = asio::ip::tcp;
+using namespace std::chrono_literals;
+
+api::Api make_api() {
+  api::Router r;
+  r.add("GET", "/hello", [](const api::Request& req) {
+    return api::Response::text(200, "hello " + req.client_cn);
+  });
+  r.add("POST", "/echo-size", [](const api::Request& req) {
+    return api::Response::text(200, std::to_string(req.body.size()));
+  });
+  return api::Api(std::move(r));
+}
+
+class AgentServer : public ::testing::Test {
+ protected:
+  TempDir tmp;
+  TestPki pki{tmp.path};
+  api::Api api = make_api();
+  std::unique_ptr<Logger> log;
+  std::unique_ptr<TlsContextHolder> tls;
+  asio::io_context server_io{1};
+  std::unique_ptr<Server> server;
+  std::thread server_thread;
+
+  asio::io_context client_io;
+  ssl::context client_ctx{ssl::context::tls_client};
+
+  void SetUp() override {
+    pki.make_ca("ca", "test CA");
+    pki.make_server_cert("ca", "server", "server");
+    pki.make_client_cert("ca", "client", "client-cn");
+    log = std::make_unique<Logger>((tmp.path / "agent.log").string());
+    tls = std::make_unique<TlsContextHolder>(make_server_tls_context(
+        {pki.cert("ca").string(), pki.cert("server").string(), pki.key("server").string()}));
+    ServerOptions options;
+    options.listen = "127.0.0.1";
+    options.port = 0;
+    options.header_timeout = 300ms;
+    options.body_timeout = 300ms;
+    options.max_body_bytes = 1024;
+    options.max_header_bytes = 2048;
+    server = std::make_unique<Server>(server_io, options, *tls, api, *log);
+    server->start();
+    server_thread = std::thread([this] { server_io.run(); });
+
+    client_ctx.load_verify_file(pki.cert("ca").string());
+    client_ctx.use_certificate_chain_file(pki.cert("client").string());
+    client_ctx.use_private_key_file(pki.key("client").string(), ssl::context::pem);
+    client_ctx.set_verify_mode(ssl::verify_peer);
+  }
+
+  void TearDown() override {
+    stop_server();
+  }
+
+  // Stops the server on its own thread; true when run() returned within `timeout`.
+  bool stop_server(std::chrono::milliseconds timeout = 3s) {
+    if (!server_thread.joinable()) return true;
+    asio::post(server_io, [this] { server->stop(); });
+    auto done = std::async(std::launch::async, [this] { server_thread.join(); });
+    bool ok = done.wait_for(timeout) == std::future_status::ready;
+    if (!ok) {
+      server_io.stop();
+      done.wait();
+    }
+    return ok;
+  }
+
+  std::unique_ptr<beast::ssl_stream<beast::tcp_stream>> connect() {
+    auto s = std::make_unique<beast::ssl_stream<beast::tcp_stream>>(client_io, client_ctx);
+    beast::get_lowest_layer(*s).connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), server->port()));
+    beast::get_lowest_layer(*s).expires_after(5s);
+    s->handshake(ssl::stream_base::client);
+    return s;
+  }
+
+  template <class Stream>
+  static http::response<http::string_body> read_response(Stream& s) {
+    beast::flat_buffer buf;
+    http::response<http::string_body> res;
+    http::read(s, buf, res);
+    return res;
+  }
+};
+
+TEST_F(AgentServer, KeepAliveServesManyRequestsOnOneConnection) {
+  auto s = connect();
+  for (int i = 0; i < 5; ++i) {
+    http::request<http::empty_body> req{http::verb::get, "/v1.47/hello", 11};
+    req.set(http::field::host, "localhost");
+    http::write(*s, req);
+    auto res = read_response(*s);
+    EXPECT_EQ(res.result_int(), 200u);
+    EXPECT_EQ(res.body(), "hello client-cn");
+    EXPECT_TRUE(res.keep_alive());
+    EXPECT_EQ(res["Api-Version"], "1.47");
+  }
+}
+
+TEST_F(AgentServer, ConnectionCloseIsHonoured) {
+  auto s = connect();
+  http::request<http::empty_body> req{http::verb::get, "/hello", 11};
+  req.keep_alive(false);
+  http::write(*s, req);
+  auto res = read_response(*s);
+  EXPECT_EQ(res.result_int(), 200u);
+  EXPECT_FALSE(res.keep_alive());
+  beast::flat_buffer buf;
+  http::response<http::string_body> next;
+  beast::error_code ec;
+  http::read(*s, buf, next, ec);
+  EXPECT_TRUE(ec) << "the server must close after Connection: close";
+}
+
+TEST_F(AgentServer, BodyWithinTheLimitReachesTheHandler) {
+  auto s = connect();
+  http::request<http::string_body> req{http::verb::post, "/echo-size", 11, std::string(1000, 'x')};
+  req.prepare_payload();
+  http::write(*s, req);
+  auto res = read_response(*s);
+  EXPECT_EQ(res.result_int(), 200u);
+  EXPECT_EQ(res.body(), "1000");
+}
+
+TEST_F(AgentServer, OversizedBodyGets413) {
+  auto s = connect();
+  http::request<http::string_body> req{http::verb::post, "/echo-size", 11, std::string(5000, 'x')};
+  req.prepare_payload();
+  http::write(*s, req);
+  auto res = read_response(*s);
+  EXPECT_EQ(res.result_int(), 413u);
+  EXPECT_EQ(res.body(), "{\"message\":\"request body too large: the limit is 1024 bytes\"}\n");
+  EXPECT_EQ(res[http::field::content_type], "application/json");
+  EXPECT_FALSE(res.keep_alive());
+}
+
+TEST_F(AgentServer, OversizedChunkedBodyGets413) {
+  auto s = connect();
+  std::string raw = "POST /echo-size HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n";
+  for (int i = 0; i < 5; ++i) raw += "200\r\n" + std::string(512, 'y') + "\r\n";
+  raw += "0\r\n\r\n";
+  asio::write(*s, asio::buffer(raw));
+  auto res = read_response(*s);
+  EXPECT_EQ(res.result_int(), 413u);
+}
+
+TEST_F(AgentServer, OversizedHeaderGets431) {
+  auto s = connect();
+  http::request<http::empty_body> req{http::verb::get, "/hello", 11};
+  req.set("X-Padding", std::string(4096, 'p'));
+  http::write(*s, req);
+  auto res = read_response(*s);
+  EXPECT_EQ(res.result_int(), 431u);
+}
+
+TEST_F(AgentServer, MalformedRequestGets400) {
+  auto s = connect();
+  asio::write(*s, asio::buffer(std::string("GET /hello HTTP/1.1\r\nBad Header Line\r\n\r\n")));
+  auto res = read_response(*s);
+  EXPECT_EQ(res.result_int(), 400u);
+  EXPECT_NE(res.body().find("bad request"), std::string::npos) << res.body();
+}
+
+TEST_F(AgentServer, SlowHeadersAreCutOff) {
+  auto s = connect();
+  asio::write(*s, asio::buffer(std::string("GET /hello HTTP/1.1\r\nHost: x\r\n")));   // never finishes
+  auto started = std::chrono::steady_clock::now();
+  char byte;
+  beast::error_code ec;
+  s->read_some(asio::buffer(&byte, 1), ec);
+  auto waited = std::chrono::steady_clock::now() - started;
+  EXPECT_TRUE(ec) << "expected the server to close the connection";
+  EXPECT_LT(waited, 3s);
+  EXPECT_GE(waited, 200ms);
+}
+
+TEST_F(AgentServer, HandshakeWithoutClientCertificateFails) {
+  ssl::context anon{ssl::context::tls_client};
+  anon.load_verify_file(pki.cert("ca").string());
+  beast::ssl_stream<beast::tcp_stream> s(client_io, anon);
+  beast::get_lowest_layer(s).connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), server->port()));
+  beast::get_lowest_layer(s).expires_after(5s);
+  beast::error_code ec;
+  s.handshake(ssl::stream_base::client, ec);
+  if (!ec) {   // TLS 1.3: the server's refusal arrives with the first read
+    http::request<http::empty_body> req{http::verb::get, "/hello", 11};
+    http::write(s, req, ec);
+    beast::flat_buffer buf;
+    http::response<http::string_body> res;
+    if (!ec) http::read(s, buf, res, ec);
+  }
+  EXPECT_TRUE(ec) << "a client without a certificate got a response";
+}
+
+TEST_F(AgentServer, StopClosesOpenConnections) {
+  auto idle = connect();   // a keep-alive connection sitting idle
+  http::request<http::empty_body> req{http::verb::get, "/hello", 11};
+  http::write(*idle, req);
+  EXPECT_EQ(read_response(*idle).result_int(), 200u);
+  EXPECT_TRUE(stop_server(1s));
+  beast::error_code ec;
+  tcp::socket probe(client_io);
+  probe.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), server->port()), ec);
+  EXPECT_TRUE(ec) << "still accepting after stop()";
+}
+
+}  // namespace
+}  // namespace berth::agent::testing

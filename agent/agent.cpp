@@ -29,7 +29,8 @@ namespace asio = boost::asio;
 
 // The daemon changes directory to "/", so relative paths are resolved first.
 void make_paths_absolute(AgentConfig& c) {
-  for (std::string* p : {&c.tls.ca, &c.tls.cert, &c.tls.key, &c.log_file, &c.pid_file, &c.data_root}) {
+  for (std::string* p :
+       {&c.tls.ca, &c.tls.cert, &c.tls.key, &c.log_file, &c.pid_file, &c.data_root}) {
     *p = std::filesystem::absolute(*p).lexically_normal().string();
   }
 }
@@ -42,7 +43,8 @@ void apply_env(const AgentConfig& c) {
 }
 
 void reload(const TlsPaths& paths, TlsContextHolder& tls, Logger& log) {
-  if (!log.reopen()) log.error("cannot reopen log file " + log.path() + "; still writing to the old one");
+  if (!log.reopen())
+    log.error("cannot reopen log file " + log.path() + "; still writing to the old one");
   try {
     SslContextPtr next = make_server_tls_context(paths);
     tls.replace(next);
@@ -69,9 +71,9 @@ int run_agent(const RunOptions& options) {
     auto host = std::make_shared<HostSystemInfo>(config.data_root);
 
     api::Router router;
-    api::add_system_routes(router, host,
-                           {config.data_root, config.labels, config.insecure_registries,
-                            config.registry_mirrors});
+    api::add_system_routes(
+        router, host,
+        {config.data_root, config.labels, config.insecure_registries, config.registry_mirrors});
     const api::Api api(std::move(router));
 
     if (options.daemon) report = daemonize();
@@ -92,7 +94,8 @@ int run_agent(const RunOptions& options) {
           reload(config.tls, tls, *log);
         } else if (!stopping) {
           stopping = true;
-          log->info(std::string("received ") + (signo == SIGTERM ? "SIGTERM" : "SIGINT") + "; stopping");
+          log->info(std::string("received ") + (signo == SIGTERM ? "SIGTERM" : "SIGINT") +
+                    "; stopping");
           server.stop();
           return;
         }

@@ -7,7 +7,7 @@ namespace berth::agent {
 
 struct RunOptions {
   std::string config_path;
-  std::string pid_file;     // overrides the config's pid_file when set
+  std::string pid_file;  // overrides the config's pid_file when set
   bool daemon = false;
 };
 

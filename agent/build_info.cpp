@@ -14,7 +14,8 @@ const BuildInfo& build_info() {
   static const BuildInfo info{BERTH_VERSION, BERTH_GIT_COMMIT, BERTH_BUILD_TIME,
                               "clang " __clang_version__};
 #else
-  static const BuildInfo info{BERTH_VERSION, BERTH_GIT_COMMIT, BERTH_BUILD_TIME, "gcc " __VERSION__};
+  static const BuildInfo info{BERTH_VERSION, BERTH_GIT_COMMIT, BERTH_BUILD_TIME,
+                              "gcc " __VERSION__};
 #endif
   return info;
 }

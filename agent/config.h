@@ -17,15 +17,15 @@ struct TlsPaths {
 };
 
 struct AgentConfig {
-  std::string listen = "0.0.0.0";          // an IP address (v4 or v6)
-  std::uint16_t port = 2376;               // 0 picks a free port (tests)
+  std::string listen = "0.0.0.0";  // an IP address (v4 or v6)
+  std::uint16_t port = 2376;       // 0 picks a free port (tests)
   TlsPaths tls;
   std::string log_file = "/var/log/berth-agent.log";
   std::string pid_file = "/run/berth-agent.pid";
   std::string data_root = "/var/lib/berth";
-  std::vector<std::string> labels;         // key=value
-  std::vector<std::string> env;            // KEY=value, set in the agent's environment
-  std::vector<std::string> opts;           // name=value engine options
+  std::vector<std::string> labels;  // key=value
+  std::vector<std::string> env;     // KEY=value, set in the agent's environment
+  std::vector<std::string> opts;    // name=value engine options
   std::vector<std::string> insecure_registries;
   std::vector<std::string> registry_mirrors;
 };

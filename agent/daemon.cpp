@@ -44,7 +44,7 @@ std::string slurp(const std::string& path) {
   }
   ::close(fd);
   int status = 0;
-  ::waitpid(child, &status, 0);   // the intermediate child, gone after the second fork
+  ::waitpid(child, &status, 0);  // the intermediate child, gone after the second fork
   if (report.starts_with(kReady)) std::_Exit(0);
   std::string message = report.starts_with(kFailed)
                             ? report.substr(std::strlen(kFailed))
@@ -83,14 +83,15 @@ void StartupReport::failed(const std::string& message) { send(kFailed + message)
 void StartupReport::send(const std::string& text) {
   if (fd_ < 0) return;
   ssize_t n = ::write(fd_, text.data(), text.size());
-  (void)n;   // the launcher is gone: nobody left to tell
+  (void)n;  // the launcher is gone: nobody left to tell
   ::close(fd_);
   fd_ = -1;
 }
 
 StartupReport daemonize() {
   int fds[2];
-  if (::pipe2(fds, O_CLOEXEC) != 0) throw Error("cannot create a pipe to daemonize: " + errno_text());
+  if (::pipe2(fds, O_CLOEXEC) != 0)
+    throw Error("cannot create a pipe to daemonize: " + errno_text());
   std::fflush(nullptr);
   pid_t child = ::fork();
   if (child < 0) throw Error("cannot fork to daemonize: " + errno_text());
@@ -102,7 +103,7 @@ StartupReport daemonize() {
   if (::setsid() < 0) std::_Exit(1);
   pid_t grandchild = ::fork();
   if (grandchild < 0) std::_Exit(1);
-  if (grandchild > 0) std::_Exit(0);   // the daemon is not a session leader: no controlling tty
+  if (grandchild > 0) std::_Exit(0);  // the daemon is not a session leader: no controlling tty
   if (::chdir("/") != 0) std::_Exit(1);
   ::umask(022);
   StartupReport report(fds[1]);

@@ -16,8 +16,8 @@ class StartupReport {
   ~StartupReport();
 
   bool active() const { return fd_ >= 0; }
-  void ready();                                // the launcher exits 0
-  void failed(const std::string& message);     // the launcher prints it and exits 1
+  void ready();                             // the launcher exits 0
+  void failed(const std::string& message);  // the launcher prints it and exits 1
 
  private:
   void send(const std::string& text);

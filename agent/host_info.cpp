@@ -96,7 +96,8 @@ std::string rfc3339_now() {
   using namespace std::chrono;
   auto now = system_clock::now();
   std::time_t secs = system_clock::to_time_t(now);
-  long nanos = static_cast<long>(duration_cast<nanoseconds>(now.time_since_epoch()).count() % 1000000000);
+  long nanos =
+      static_cast<long>(duration_cast<nanoseconds>(now.time_since_epoch()).count() % 1000000000);
   std::tm tm{};
   localtime_r(&secs, &tm);
   long off = tm.tm_gmtoff;
@@ -220,7 +221,8 @@ HostFacts HostSystemInfo::facts() const {
     std::istringstream in(read_text(cg / "cgroup.controllers"));
     for (std::string c; in >> c;) {
       if (c == "memory") f.cgroups.memory_limit = f.cgroups.swap_limit = true;
-      if (c == "cpu") f.cgroups.cpu_cfs_period = f.cgroups.cpu_cfs_quota = f.cgroups.cpu_shares = true;
+      if (c == "cpu")
+        f.cgroups.cpu_cfs_period = f.cgroups.cpu_cfs_quota = f.cgroups.cpu_shares = true;
       if (c == "cpuset") f.cgroups.cpuset = true;
       if (c == "pids") f.cgroups.pids_limit = true;
     }

@@ -21,22 +21,22 @@ struct CgroupSupport {
 };
 
 struct HostFacts {
-  std::string engine_id;          // stable across restarts (data_root/engine-id)
+  std::string engine_id;  // stable across restarts (data_root/engine-id)
   std::string hostname;
-  std::string kernel_version;     // uname -r
-  std::string machine;            // uname -m: x86_64, aarch64, ...
-  std::string operating_system;   // PRETTY_NAME from os-release
-  std::string os_version;         // VERSION_ID from os-release
+  std::string kernel_version;    // uname -r
+  std::string machine;           // uname -m: x86_64, aarch64, ...
+  std::string operating_system;  // PRETTY_NAME from os-release
+  std::string os_version;        // VERSION_ID from os-release
   int ncpu = 0;
-  std::int64_t mem_total = 0;     // bytes
-  std::string cgroup_version;     // "1" | "2"
+  std::int64_t mem_total = 0;  // bytes
+  std::string cgroup_version;  // "1" | "2"
   CgroupSupport cgroups;
   bool ipv4_forwarding = false;
   bool bridge_nf_iptables = false;
   bool bridge_nf_ip6tables = false;
-  int open_fds = 0;               // of this process
-  std::string system_time;        // RFC 3339 with nanoseconds, local offset
-  std::string http_proxy;         // from the environment, user:password masked
+  int open_fds = 0;         // of this process
+  std::string system_time;  // RFC 3339 with nanoseconds, local offset
+  std::string http_proxy;   // from the environment, user:password masked
   std::string https_proxy;
   std::string no_proxy;
 };
@@ -53,8 +53,7 @@ class HostSystemInfo : public SystemInfoProvider {
   // Creates data_root (0700) and the engine ID file when missing; throws
   // berth::UserError naming the path when it cannot. `root` prefixes the
   // /etc, /proc and /sys paths read (tests point it at a fake tree).
-  explicit HostSystemInfo(const std::filesystem::path& data_root,
-                          std::filesystem::path root = "/");
+  explicit HostSystemInfo(const std::filesystem::path& data_root, std::filesystem::path root = "/");
   HostFacts facts() const override;
 
  private:

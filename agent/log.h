@@ -9,8 +9,8 @@ namespace berth::agent {
 
 class Logger {
  public:
-  Logger() = default;                       // discards everything (tests)
-  explicit Logger(std::string path);        // opens for append; throws berth::UserError
+  Logger() = default;                 // discards everything (tests)
+  explicit Logger(std::string path);  // opens for append; throws berth::UserError
   ~Logger();
   Logger(const Logger&) = delete;
   Logger& operator=(const Logger&) = delete;

@@ -49,7 +49,8 @@ std::string peer_common_name(SSL* ssl) {
   X509Ptr cert(SSL_get1_peer_certificate(ssl), &X509_free);
   if (!cert) return "";
   char cn[256] = {};
-  if (X509_NAME_get_text_by_NID(X509_get_subject_name(cert.get()), NID_commonName, cn, sizeof cn) < 0) {
+  if (X509_NAME_get_text_by_NID(X509_get_subject_name(cert.get()), NID_commonName, cn, sizeof cn) <
+      0) {
     return "";
   }
   return cn;
@@ -78,14 +79,13 @@ std::string path_of(std::string_view target) {
 
 std::string duration_ms(std::chrono::steady_clock::duration d) {
   char buf[32];
-  std::snprintf(buf, sizeof buf, "%.3f",
-                std::chrono::duration<double, std::milli>(d).count());
+  std::snprintf(buf, sizeof buf, "%.3f", std::chrono::duration<double, std::milli>(d).count());
   return buf;
 }
 
 asio::awaitable<boost::system::error_code> write_response(Stream& stream, const api::Response& r,
-                                                         unsigned version, bool keep_alive,
-                                                         bool head) {
+                                                          unsigned version, bool keep_alive,
+                                                          bool head) {
   auto fill = [&](auto& msg) {
     for (const auto& [name, value] : r.headers.items()) msg.set(name, value);
     msg.keep_alive(keep_alive);
@@ -184,7 +184,7 @@ asio::awaitable<void> Server::accept_loop() {
     if (live_.size() >= options_.max_connections) {
       log_.warn("refused connection from " + peer_text(socket) + ": already " +
                 std::to_string(live_.size()) + " connections");
-      continue;   // the socket closes as it goes out of scope
+      continue;  // the socket closes as it goes out of scope
     }
     asio::co_spawn(io_, session(std::move(socket)), [this](std::exception_ptr e) {
       if (!e) return;
@@ -199,7 +199,9 @@ asio::awaitable<void> Server::accept_loop() {
 
 asio::awaitable<void> Server::session(tcp::socket socket) {
   const std::string peer = peer_text(socket);
-  SslContextPtr ctx = tls_.current();   // held for the connection's lifetime
+  boost::system::error_code nodelay_ec;  // small responses go out at once, as Go's do
+  socket.set_option(tcp::no_delay(true), nodelay_ec);
+  SslContextPtr ctx = tls_.current();  // held for the connection's lifetime
   Stream stream(std::move(socket), *ctx);
   beast::tcp_stream& tcp_layer = beast::get_lowest_layer(stream);
   live_.insert(&tcp_layer);
@@ -265,8 +267,8 @@ asio::awaitable<void> Server::session(tcp::socket socket) {
 
     tcp_layer.expires_after(options_.write_timeout);
     auto write_ec = co_await write_response(stream, response, version, keep_alive, head);
-    log_.info("request cn=" + log_quote(cn) + " method=" + log_quote(method, 16) + " path=" +
-              log_quote(path) + " status=" + std::to_string(response.status) +
+    log_.info("request cn=" + log_quote(cn) + " method=" + log_quote(method, 16) +
+              " path=" + log_quote(path) + " status=" + std::to_string(response.status) +
               " duration_ms=" + duration_ms(std::chrono::steady_clock::now() - started) +
               " peer=" + peer);
     if (write_ec || !keep_alive) break;

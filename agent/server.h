@@ -21,13 +21,13 @@ namespace berth::agent {
 
 struct ServerOptions {
   std::string listen = "0.0.0.0";
-  std::uint16_t port = 2376;                      // 0: any free port (see Server::port())
+  std::uint16_t port = 2376;  // 0: any free port (see Server::port())
   std::chrono::milliseconds handshake_timeout{10'000};
-  std::chrono::milliseconds header_timeout{30'000};   // also the keep-alive idle limit
+  std::chrono::milliseconds header_timeout{30'000};  // also the keep-alive idle limit
   std::chrono::milliseconds body_timeout{60'000};
   std::chrono::milliseconds write_timeout{60'000};
-  std::size_t max_body_bytes = 1 << 20;           // 413 beyond
-  std::size_t max_header_bytes = 64 << 10;        // 431 beyond
+  std::size_t max_body_bytes = 1 << 20;     // 413 beyond
+  std::size_t max_header_bytes = 64 << 10;  // 431 beyond
   std::size_t max_connections = 512;
 };
 
@@ -38,9 +38,9 @@ class Server {
          const api::Api& api, Logger& log);
 
   std::uint16_t port() const { return port_; }
-  std::string address() const;   // "0.0.0.0:2376", "[::1]:2376"
+  std::string address() const;  // "0.0.0.0:2376", "[::1]:2376"
 
-  void start();   // begins accepting
+  void start();  // begins accepting
   // Stops accepting and closes every connection; io_context::run() then returns
   // once the connection coroutines have unwound.
   void stop();

@@ -36,7 +36,8 @@ std::string openssl_reason() {
   return reason != nullptr ? reason : "OpenSSL error " + std::to_string(code);
 }
 
-[[noreturn]] void fail(const std::string& what, const std::string& path, const std::string& reason) {
+[[noreturn]] void fail(const std::string& what, const std::string& path,
+                       const std::string& reason) {
   throw TlsError("cannot load TLS " + what + " " + path + ": " + reason +
                  "; check the file or re-run `berth regenerate-certs`");
 }
@@ -58,7 +59,8 @@ SslContextPtr make_server_tls_context(const TlsPaths& paths) {
   ERR_clear_error();
   ctx->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
                    ssl::context::no_sslv3 | ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1 |
-                   ssl::context::single_dh_use | SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
+                   ssl::context::single_dh_use | SSL_OP_NO_RENEGOTIATION |
+                   SSL_OP_CIPHER_SERVER_PREFERENCE);
   SSL_CTX_set_min_proto_version(native, TLS1_2_VERSION);
   if (SSL_CTX_set_cipher_list(native, kTls12Ciphers) != 1) {
     throw TlsError("cannot set the TLS cipher list: " + openssl_reason());

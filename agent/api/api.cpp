@@ -12,7 +12,7 @@ namespace {
 struct SplitTarget {
   std::string path;
   std::string query;
-  std::string version;   // empty when the path had no /vX.Y prefix
+  std::string version;  // empty when the path had no /vX.Y prefix
 };
 
 // "/v1.47/containers/json?all=1" -> {"/containers/json", "all=1", "1.47"}.
@@ -26,8 +26,10 @@ std::optional<SplitTarget> split_target(std::string_view target) {
   // dockerd's route prefix is /v{version:[0-9.]+}.
   if (out.path.size() > 2 && out.path[0] == '/' && out.path[1] == 'v') {
     auto slash = out.path.find('/', 2);
-    std::string_view version = std::string_view(out.path).substr(2, slash == std::string::npos ? std::string::npos : slash - 2);
-    bool numeric = !version.empty() && version.find_first_not_of("0123456789.") == std::string_view::npos;
+    std::string_view version = std::string_view(out.path).substr(
+        2, slash == std::string::npos ? std::string::npos : slash - 2);
+    bool numeric =
+        !version.empty() && version.find_first_not_of("0123456789.") == std::string_view::npos;
     if (numeric && slash != std::string::npos) {
       out.version = std::string(version);
       out.path.erase(0, slash);
@@ -71,13 +73,16 @@ Response Api::handle(Request request) const {
     response = Response::error(400, "invalid URL escape in " + request.target);
   } else if (auto match = router_.match(request.method, target->path); !match) {
     response = Response::error(404, "page not found");
-  } else if (!target->version.empty() && compare_api_versions(target->version, kMinApiVersion) < 0) {
-    response = Response::error(400, "client version " + target->version +
-                                        " is too old. Minimum supported API version is " +
-                                        kMinApiVersion + ", please upgrade your client to a newer version");
+  } else if (!target->version.empty() &&
+             compare_api_versions(target->version, kMinApiVersion) < 0) {
+    response =
+        Response::error(400, "client version " + target->version +
+                                 " is too old. Minimum supported API version is " + kMinApiVersion +
+                                 ", please upgrade your client to a newer version");
   } else if (!target->version.empty() && compare_api_versions(target->version, kApiVersion) > 0) {
-    response = Response::error(400, "client version " + target->version +
-                                        " is too new. Maximum supported API version is " + kApiVersion);
+    response =
+        Response::error(400, "client version " + target->version +
+                                 " is too new. Maximum supported API version is " + kApiVersion);
   } else {
     request.path = std::move(target->path);
     request.query = std::move(target->query);

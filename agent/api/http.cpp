@@ -1,7 +1,8 @@
 #include "agent/api/http.h"
 
-#include <nlohmann/json.hpp>
 #include <strings.h>
+
+#include <nlohmann/json.hpp>
 
 namespace berth::agent::api {
 namespace {

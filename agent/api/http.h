@@ -14,8 +14,8 @@ namespace berth::agent::api {
 // Ordered; names compare case-insensitively.
 class Headers {
  public:
-  void set(std::string name, std::string value);   // replaces
-  void add(std::string name, std::string value);   // appends
+  void set(std::string name, std::string value);  // replaces
+  void add(std::string name, std::string value);  // appends
   std::optional<std::string> get(std::string_view name) const;
   const std::vector<std::pair<std::string, std::string>>& items() const { return items_; }
 
@@ -26,17 +26,17 @@ class Headers {
 using Params = std::map<std::string, std::string, std::less<>>;
 
 struct Request {
-  std::string method;        // "GET", "HEAD", ...
-  std::string target;        // as received: /v1.47/containers/json?all=1
+  std::string method;  // "GET", "HEAD", ...
+  std::string target;  // as received: /v1.47/containers/json?all=1
   Headers headers;
   std::string body;
-  std::string client_cn;     // common name of the verified client certificate
+  std::string client_cn;  // common name of the verified client certificate
 
   // Set by Api::handle before the handler runs.
-  std::string path;          // percent-decoded, without version prefix and query
-  std::string query;         // raw, without '?'
-  std::string api_version;   // from the /vX.Y prefix, else kApiVersion
-  Params params;             // from {name} segments of the route
+  std::string path;         // percent-decoded, without version prefix and query
+  std::string query;        // raw, without '?'
+  std::string api_version;  // from the /vX.Y prefix, else kApiVersion
+  Params params;            // from {name} segments of the route
 
   // The percent-decoded value of ?name=...; nullopt when absent.
   std::optional<std::string> query_param(std::string_view name) const;

@@ -32,15 +32,18 @@ std::string join(const std::vector<std::string_view>& parts, std::size_t from, s
 
 void Router::add(std::string method, std::string_view pattern, Handler handler) {
   auto parts = split_path(pattern);
-  if (!parts) throw std::invalid_argument("route pattern must start with '/': " + std::string(pattern));
+  if (!parts)
+    throw std::invalid_argument("route pattern must start with '/': " + std::string(pattern));
   Route route{std::move(method), {}, std::move(handler)};
   for (std::string_view part : *parts) {
     if (part.size() >= 2 && part.front() == '{' && part.back() == '}') {
       std::string_view name = part.substr(1, part.size() - 2);
       bool rest = name.ends_with("...");
       if (rest) name.remove_suffix(3);
-      if (name.empty()) throw std::invalid_argument("empty parameter name in " + std::string(pattern));
-      route.segments.push_back({rest ? Segment::Kind::Rest : Segment::Kind::Param, std::string(name)});
+      if (name.empty())
+        throw std::invalid_argument("empty parameter name in " + std::string(pattern));
+      route.segments.push_back(
+          {rest ? Segment::Kind::Rest : Segment::Kind::Param, std::string(name)});
     } else {
       route.segments.push_back({Segment::Kind::Literal, std::string(part)});
     }
@@ -82,7 +85,8 @@ std::optional<Router::Match> Router::match(std::string_view method, std::string_
   for (const Route& route : routes_) {
     if (route.method != method) continue;
     Params params;
-    if (match_segments(route.segments, 0, *parts, 0, params)) return Match{&route.handler, std::move(params)};
+    if (match_segments(route.segments, 0, *parts, 0, params))
+      return Match{&route.handler, std::move(params)};
   }
   return std::nullopt;
 }

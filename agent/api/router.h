@@ -32,7 +32,7 @@ class Router {
  private:
   struct Segment {
     enum class Kind { Literal, Param, Rest } kind;
-    std::string text;   // the literal, or the parameter name
+    std::string text;  // the literal, or the parameter name
   };
   struct Route {
     std::string method;

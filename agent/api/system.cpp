@@ -20,7 +20,8 @@ json registry_config(const EngineSettings& engine) {
     if (is_cidr(r)) {
       cidrs.push_back(r);
     } else {
-      indexes[r] = {{"Name", r}, {"Mirrors", json::array()}, {"Secure", false}, {"Official", false}};
+      indexes[r] = {
+          {"Name", r}, {"Mirrors", json::array()}, {"Secure", false}, {"Official", false}};
     }
   }
   return {{"AllowNondistributableArtifactsCIDRs", nullptr},
@@ -55,9 +56,12 @@ bool is_cidr(const std::string& text) {
   std::string_view bits = std::string_view(text).substr(slash + 1);
   unsigned char buf[16];
   int max_bits = 0;
-  if (::inet_pton(AF_INET, ip.c_str(), buf) == 1) max_bits = 32;
-  else if (::inet_pton(AF_INET6, ip.c_str(), buf) == 1) max_bits = 128;
-  else return false;
+  if (::inet_pton(AF_INET, ip.c_str(), buf) == 1)
+    max_bits = 32;
+  else if (::inet_pton(AF_INET6, ip.c_str(), buf) == 1)
+    max_bits = 128;
+  else
+    return false;
   int n = -1;
   auto [end, ec] = std::from_chars(bits.data(), bits.data() + bits.size(), n);
   return ec == std::errc() && end == bits.data() + bits.size() && !bits.empty() && n >= 0 &&
@@ -76,13 +80,18 @@ Response ping(const Request& request) {
 json version_json(const HostFacts& host, const BuildInfo& build) {
   const std::string arch = goarch(host.machine);
   const std::string go_version = "n/a (C++, " + build.compiler + ")";
-  json details = {{"ApiVersion", kApiVersion},     {"Arch", arch},
-                  {"BuildTime", build.build_time}, {"Experimental", "false"},
-                  {"GitCommit", build.git_commit}, {"GoVersion", go_version},
-                  {"KernelVersion", host.kernel_version}, {"MinAPIVersion", kMinApiVersion},
+  json details = {{"ApiVersion", kApiVersion},
+                  {"Arch", arch},
+                  {"BuildTime", build.build_time},
+                  {"Experimental", "false"},
+                  {"GitCommit", build.git_commit},
+                  {"GoVersion", go_version},
+                  {"KernelVersion", host.kernel_version},
+                  {"MinAPIVersion", kMinApiVersion},
                   {"Os", "linux"}};
   return {{"Platform", {{"Name", "berth-agent"}}},
-          {"Components", json::array({{{"Name", "Engine"}, {"Version", build.version}, {"Details", details}}})},
+          {"Components",
+           json::array({{{"Name", "Engine"}, {"Version", build.version}, {"Details", details}}})},
           {"Version", build.version},
           {"ApiVersion", kApiVersion},
           {"MinAPIVersion", kMinApiVersion},

@@ -16,7 +16,7 @@ namespace berth::agent::api {
 struct EngineSettings {
   std::string data_root;
   std::vector<std::string> labels;
-  std::vector<std::string> insecure_registries;   // CIDRs or host[:port]
+  std::vector<std::string> insecure_registries;  // CIDRs or host[:port]
   std::vector<std::string> registry_mirrors;
 };
 

@@ -47,6 +47,25 @@ FlagValues collect_flags(const CreateOptions& o, const DriverFactory& factory) {
   return values;
 }
 
+// Two machines on one host would overwrite each other's agent, and removing
+// one would remove the other's.
+void refuse_shared_host(Context& ctx, const std::string& name, const Driver& driver) {
+  auto ep = driver.ssh_endpoint();
+  if (!ep) return;
+  for (const auto& m : ctx.store().list()) {
+    if (!m.record) continue;
+    try {
+      auto other = load_driver(ctx, *m.record)->ssh_endpoint();
+      if (other && other->host == ep->host && other->port == ep->port)
+        throw UserError(fmt::format("machine '{}': {}:{} is already machine '{}'; use that machine, or 'berth rm {}' first",
+                                    name, ep->host, ep->port, m.name, m.name));
+    } catch (const UserError&) {
+      throw;
+    } catch (const Error&) {
+    }
+  }
+}
+
 void run_create(Context& ctx, CreateOptions& o) {
   validate_machine_name(o.name);
   const DriverFactory& factory = ctx.drivers.get(o.driver);
@@ -62,6 +81,7 @@ void run_create(Context& ctx, CreateOptions& o) {
 
   install_interrupt_handler(ctx);
   auto driver = factory.make(flags, driver_context(ctx, o.name));
+  refuse_shared_host(ctx, o.name, *driver);
   driver->pre_create_check();
   tls::ensure_store_certs(store.certs_dir(), tls::parse_key_type(o.tls_key_type));
 

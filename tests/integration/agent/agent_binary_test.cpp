@@ -1,11 +1,11 @@
 // Drives the real, static berth-agent binary: the stock docker CLI over mutual
 // TLS, refused clients, SIGHUP certificate reload, SIGTERM, --daemon, bad configs.
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <fcntl.h>
 #include <nlohmann/json.hpp>
 #include <regex>
 
@@ -73,13 +73,14 @@ class AgentBinary : public ::testing::Test {
   }
 
   void write_config(json overrides = json::object()) {
-    json c = {{"listen", "127.0.0.1"},
-              {"port", 0},
-              {"tls", {{"ca", pki.cert("ca")}, {"cert", pki.cert("server")}, {"key", pki.key("server")}}},
-              {"log_file", log},
-              {"pid_file", pidfile},
-              {"data_root", tmp.path / "data"},
-              {"labels", {"berth.test=yes"}}};
+    json c = {
+        {"listen", "127.0.0.1"},
+        {"port", 0},
+        {"tls", {{"ca", pki.cert("ca")}, {"cert", pki.cert("server")}, {"key", pki.key("server")}}},
+        {"log_file", log},
+        {"pid_file", pidfile},
+        {"data_root", tmp.path / "data"},
+        {"labels", {"berth.test=yes"}}};
     c.merge_patch(overrides);
     write_text(config, c.dump());
   }
@@ -107,15 +108,16 @@ class AgentBinary : public ::testing::Test {
     std::string cert = client.empty() ? ""
                                       : " --cert " + shell_quote(pki.cert(client).string()) +
                                             " --key " + shell_quote(pki.key(client).string());
-    return run("curl -sS --max-time 5 --cacert " + shell_quote(pki.cert("ca").string()) + cert + " " + args);
+    return run("curl -sS --max-time 5 --cacert " + shell_quote(pki.cert("ca").string()) + cert +
+               " " + args);
   }
 
   CommandResult docker(const std::string& args) {
-    return run("DOCKER_CONFIG=" + shell_quote((tmp.path / "docker-config").string()) + " " + kDocker +
-               " --tlsverify --tlscacert " + shell_quote(pki.cert("ca").string()) + " --tlscert " +
-               shell_quote(pki.cert("client").string()) + " --tlskey " +
-               shell_quote(pki.key("client").string()) + " -H tcp://127.0.0.1:" +
-               std::to_string(port) + " " + args);
+    return run("DOCKER_CONFIG=" + shell_quote((tmp.path / "docker-config").string()) + " " +
+               kDocker + " --tlsverify --tlscacert " + shell_quote(pki.cert("ca").string()) +
+               " --tlscert " + shell_quote(pki.cert("client").string()) + " --tlskey " +
+               shell_quote(pki.key("client").string()) +
+               " -H tcp://127.0.0.1:" + std::to_string(port) + " " + args);
   }
 
   // SHA-256 fingerprint of the certificate the agent presents to a new connection.
@@ -126,7 +128,8 @@ class AgentBinary : public ::testing::Test {
                           shell_quote(pki.key("client").string()) +
                           " </dev/null 2>/dev/null | openssl x509 -noout -fingerprint -sha256");
     auto eq = r.output.find('=');
-    return eq == std::string::npos ? "<none: " + r.output + ">" : r.output.substr(eq + 1, r.output.find('\n') - eq - 1);
+    return eq == std::string::npos ? "<none: " + r.output + ">"
+                                   : r.output.substr(eq + 1, r.output.find('\n') - eq - 1);
   }
 };
 
@@ -141,7 +144,8 @@ TEST(AgentBinaryFile, IsStaticAndPrintsItsVersion) {
 TEST_F(AgentBinary, DockerCliVersionAndInfoWork) {
   if (!fs::exists(kDocker)) GTEST_SKIP() << kDocker << " is not installed";
   start();
-  CommandResult v = docker("version --format '{{.Server.Version}} {{.Server.APIVersion}} {{.Server.Os}}'");
+  CommandResult v =
+      docker("version --format '{{.Server.Version}} {{.Server.APIVersion}} {{.Server.Os}}'");
   ASSERT_EQ(v.exit_code, 0) << v.output;
   EXPECT_EQ(v.output, BERTH_VERSION " 1.47 linux\n");
 
@@ -155,10 +159,10 @@ TEST_F(AgentBinary, DockerCliVersionAndInfoWork) {
   id.pop_back();
   for (const std::string& expected : std::vector<std::string>{
            std::string("Server Version: ") + BERTH_VERSION, "Containers: 0",
-                               "Storage Driver: overlay2", "Default Runtime: crun",
-                               "ID: " + id, "Docker Root Dir: " + (tmp.path / "data").string(),
-                               std::string("berth.test=yes")}) {
-    EXPECT_NE(info.output.find(expected), std::string::npos) << expected << " missing in:\n" << info.output;
+           "Storage Driver: overlay2", "Default Runtime: crun", "ID: " + id,
+           "Docker Root Dir: " + (tmp.path / "data").string(), std::string("berth.test=yes")}) {
+    EXPECT_NE(info.output.find(expected), std::string::npos) << expected << " missing in:\n"
+                                                             << info.output;
   }
   EXPECT_EQ(info.output.find("ERROR"), std::string::npos) << info.output;
 
@@ -181,14 +185,22 @@ TEST_F(AgentBinary, ServesPingAndLogsEachRequest) {
   EXPECT_NE(head.output.find("Builder-Version: 1"), std::string::npos) << head.output;
 
   CommandResult too_new = curl("-s " + url("/v1.99/version"));
-  EXPECT_EQ(too_new.output, R"({"message":"client version 1.99 is too new. Maximum supported API version is 1.47"})" "\n");
+  EXPECT_EQ(too_new.output,
+            R"({"message":"client version 1.99 is too new. Maximum supported API version is 1.47"})"
+            "\n");
 
-  EXPECT_TRUE(wait_until([&] {
-    return read_text(log).find(R"(request cn="berth-client" method="GET" path="/v1.47/_ping" status=200 duration_ms=)") != std::string::npos;
-  }, 2s)) << read_text(log);
+  EXPECT_TRUE(wait_until(
+      [&] {
+        return read_text(log).find(
+                   R"(request cn="berth-client" method="GET" path="/v1.47/_ping" status=200 duration_ms=)") !=
+               std::string::npos;
+      },
+      2s))
+      << read_text(log);
   std::string text = read_text(log);
   EXPECT_EQ(text.find("PRIVATE KEY"), std::string::npos);
-  EXPECT_NE(text.find(R"(method="GET" path="/v1.99/version" status=400)"), std::string::npos) << text;
+  EXPECT_NE(text.find(R"(method="GET" path="/v1.99/version" status=400)"), std::string::npos)
+      << text;
 }
 
 TEST_F(AgentBinary, ClientWithoutCertificateIsRefused) {
@@ -196,23 +208,28 @@ TEST_F(AgentBinary, ClientWithoutCertificateIsRefused) {
   CommandResult r = curl(url("/_ping"), /*client=*/"");
   EXPECT_NE(r.exit_code, 0) << r.output;
   EXPECT_EQ(r.output.find("OK"), std::string::npos) << r.output;
-  EXPECT_TRUE(wait_until([&] {
-    return read_text(log).find("failed: peer did not return a certificate") != std::string::npos;
-  }, 2s)) << read_text(log);
+  EXPECT_TRUE(wait_until(
+      [&] {
+        return read_text(log).find("failed: peer did not return a certificate") !=
+               std::string::npos;
+      },
+      2s))
+      << read_text(log);
   EXPECT_EQ(read_text(log).find("request cn="), std::string::npos) << "no request may get through";
 }
 
 TEST_F(AgentBinary, ClientCertificateFromAnotherCaIsRefused) {
   pki.make_ca("other-ca", "someone else's CA");
-  pki.make_client_cert("other-ca", "intruder", "berth-client");   // same CN, wrong issuer
+  pki.make_client_cert("other-ca", "intruder", "berth-client");  // same CN, wrong issuer
   start();
   CommandResult r = curl(url("/_ping"), "intruder");
   EXPECT_NE(r.exit_code, 0) << r.output;
-  EXPECT_TRUE(wait_until([&] {
-    return read_text(log).find("failed: certificate verify failed") != std::string::npos;
-  }, 2s)) << read_text(log);
+  EXPECT_TRUE(wait_until(
+      [&] { return read_text(log).find("failed: certificate verify failed") != std::string::npos; },
+      2s))
+      << read_text(log);
   EXPECT_EQ(read_text(log).find("request cn="), std::string::npos);
-  EXPECT_EQ(curl(url("/_ping")).output, "OK");   // the right client still gets in
+  EXPECT_EQ(curl(url("/_ping")).output, "OK");  // the right client still gets in
 }
 
 TEST_F(AgentBinary, SighupReloadsTheCertificateForNewConnections) {
@@ -223,15 +240,17 @@ TEST_F(AgentBinary, SighupReloadsTheCertificateForNewConnections) {
   // A broken certificate file: the reload fails and the old certificate stays.
   write_text(pki.cert("server"), "not a certificate\n");
   ::kill(agent->pid(), SIGHUP);
-  ASSERT_TRUE(wait_until([&] { return read_text(log).find("reload failed") != std::string::npos; }, 2s))
+  ASSERT_TRUE(
+      wait_until([&] { return read_text(log).find("reload failed") != std::string::npos; }, 2s))
       << read_text(log);
   EXPECT_EQ(served_fingerprint(), old_fp);
 
-  pki.make_server_cert("ca", "server", "berth-test-host");   // new key, new serial
+  pki.make_server_cert("ca", "server", "berth-test-host");  // new key, new serial
   const std::string new_fp = pki.fingerprint("server");
   ASSERT_NE(new_fp, old_fp);
   ::kill(agent->pid(), SIGHUP);
-  ASSERT_TRUE(wait_until([&] { return read_text(log).find("reloaded TLS files") != std::string::npos; }, 2s))
+  ASSERT_TRUE(wait_until(
+      [&] { return read_text(log).find("reloaded TLS files") != std::string::npos; }, 2s))
       << read_text(log);
   EXPECT_EQ(served_fingerprint(), new_fp);
   EXPECT_EQ(curl(url("/_ping")).output, "OK");
@@ -275,19 +294,23 @@ TEST_F(AgentBinary, DaemonModeDetachesAfterStartup) {
   ::kill(pid, SIGTERM);
   EXPECT_TRUE(wait_until([&] { return !fs::exists(other_pid); }, 5s));
   // Gone, or a zombie waiting for whichever process adopted it.
-  EXPECT_TRUE(wait_until([&] {
-    std::string stat = read_text("/proc/" + std::to_string(pid) + "/stat");
-    return stat.empty() || stat.find(") Z ") != std::string::npos;
-  }, 5s));
+  EXPECT_TRUE(wait_until(
+      [&] {
+        std::string stat = read_text("/proc/" + std::to_string(pid) + "/stat");
+        return stat.empty() || stat.find(") Z ") != std::string::npos;
+      },
+      5s));
 }
 
 TEST_F(AgentBinary, DaemonStartupFailureReachesTheLauncher) {
-  start();   // holds the port
+  start();  // holds the port
   write_config({{"port", port}, {"pid_file", (tmp.path / "second.pid").string()}});
-  CommandResult r = run(std::string(kAgent) + " --config " + shell_quote(config.string()) + " --daemon");
+  CommandResult r =
+      run(std::string(kAgent) + " --config " + shell_quote(config.string()) + " --daemon");
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.output.find("berth-agent: error: cannot bind to 127.0.0.1:" + std::to_string(port)),
-            std::string::npos) << r.output;
+            std::string::npos)
+      << r.output;
   EXPECT_EQ(std::count(r.output.begin(), r.output.end(), '\n'), 1) << r.output;
   EXPECT_FALSE(fs::exists(tmp.path / "second.pid"));
 }
@@ -300,13 +323,20 @@ TEST_F(AgentBinary, BadConfigGivesOneErrorLineAndExit1) {
   std::vector<Case> cases = {
       {"{\"port\": 2376,,}", "invalid JSON"},
       {R"({"port": "x"})", "\"port\" must be an integer"},
-      {json({{"tls", {{"ca", pki.cert("ca")}, {"cert", (tmp.path / "missing.pem").string()}, {"key", pki.key("server")}}},
-             {"log_file", log}}).dump(),
+      {json({{"tls",
+              {{"ca", pki.cert("ca")},
+               {"cert", (tmp.path / "missing.pem").string()},
+               {"key", pki.key("server")}}},
+             {"log_file", log}})
+           .dump(),
        "cannot load TLS certificate " + (tmp.path / "missing.pem").string() + ": No such file"},
-      {json({{"tls", {{"ca", pki.cert("ca")}, {"cert", pki.cert("server")}, {"key", pki.key("client")}}},
-             {"log_file", log}}).dump(),
+      {json({{"tls",
+              {{"ca", pki.cert("ca")}, {"cert", pki.cert("server")}, {"key", pki.key("client")}}},
+             {"log_file", log}})
+           .dump(),
        "does not match the certificate"},
-      {json({{"log_file", (tmp.path / "no/such/dir/agent.log").string()}}).dump(), "cannot open log file"},
+      {json({{"log_file", (tmp.path / "no/such/dir/agent.log").string()}}).dump(),
+       "cannot open log file"},
   };
   for (const Case& c : cases) {
     write_text(config, c.config_text);
@@ -317,7 +347,8 @@ TEST_F(AgentBinary, BadConfigGivesOneErrorLineAndExit1) {
     EXPECT_EQ(std::count(r.output.begin(), r.output.end(), '\n'), 1) << r.output;
     EXPECT_EQ(r.output.find("BEGIN"), std::string::npos) << "no key material: " << r.output;
   }
-  CommandResult missing = run(std::string(kAgent) + " --config " + shell_quote((tmp.path / "nope.json").string()));
+  CommandResult missing =
+      run(std::string(kAgent) + " --config " + shell_quote((tmp.path / "nope.json").string()));
   EXPECT_EQ(missing.exit_code, 1);
   EXPECT_NE(missing.output.find("cannot read config"), std::string::npos) << missing.output;
 }

@@ -31,9 +31,8 @@ using namespace std::chrono_literals;
 
 api::Api make_api() {
   api::Router r;
-  r.add("GET", "/hello", [](const api::Request& req) {
-    return api::Response::text(200, "hello " + req.client_cn);
-  });
+  r.add("GET", "/hello",
+        [](const api::Request& req) { return api::Response::text(200, "hello " + req.client_cn); });
   r.add("POST", "/echo-size", [](const api::Request& req) {
     return api::Response::text(200, std::to_string(req.body.size()));
   });
@@ -78,9 +77,7 @@ class AgentServer : public ::testing::Test {
     client_ctx.set_verify_mode(ssl::verify_peer);
   }
 
-  void TearDown() override {
-    stop_server();
-  }
+  void TearDown() override { stop_server(); }
 
   // Stops the server on its own thread; true when run() returned within `timeout`.
   bool stop_server(std::chrono::milliseconds timeout = 3s) {
@@ -97,7 +94,8 @@ class AgentServer : public ::testing::Test {
 
   std::unique_ptr<beast::ssl_stream<beast::tcp_stream>> connect() {
     auto s = std::make_unique<beast::ssl_stream<beast::tcp_stream>>(client_io, client_ctx);
-    beast::get_lowest_layer(*s).connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), server->port()));
+    beast::get_lowest_layer(*s).connect(
+        tcp::endpoint(asio::ip::make_address("127.0.0.1"), server->port()));
     beast::get_lowest_layer(*s).expires_after(5s);
     s->handshake(ssl::stream_base::client);
     return s;
@@ -192,7 +190,8 @@ TEST_F(AgentServer, MalformedRequestGets400) {
 
 TEST_F(AgentServer, SlowHeadersAreCutOff) {
   auto s = connect();
-  asio::write(*s, asio::buffer(std::string("GET /hello HTTP/1.1\r\nHost: x\r\n")));   // never finishes
+  asio::write(*s,
+              asio::buffer(std::string("GET /hello HTTP/1.1\r\nHost: x\r\n")));  // never finishes
   auto started = std::chrono::steady_clock::now();
   char byte;
   beast::error_code ec;
@@ -207,11 +206,12 @@ TEST_F(AgentServer, HandshakeWithoutClientCertificateFails) {
   ssl::context anon{ssl::context::tls_client};
   anon.load_verify_file(pki.cert("ca").string());
   beast::ssl_stream<beast::tcp_stream> s(client_io, anon);
-  beast::get_lowest_layer(s).connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), server->port()));
+  beast::get_lowest_layer(s).connect(
+      tcp::endpoint(asio::ip::make_address("127.0.0.1"), server->port()));
   beast::get_lowest_layer(s).expires_after(5s);
   beast::error_code ec;
   s.handshake(ssl::stream_base::client, ec);
-  if (!ec) {   // TLS 1.3: the server's refusal arrives with the first read
+  if (!ec) {  // TLS 1.3: the server's refusal arrives with the first read
     http::request<http::empty_body> req{http::verb::get, "/hello", 11};
     http::write(s, req, ec);
     beast::flat_buffer buf;
@@ -222,7 +222,7 @@ TEST_F(AgentServer, HandshakeWithoutClientCertificateFails) {
 }
 
 TEST_F(AgentServer, StopClosesOpenConnections) {
-  auto idle = connect();   // a keep-alive connection sitting idle
+  auto idle = connect();  // a keep-alive connection sitting idle
   http::request<http::empty_body> req{http::verb::get, "/hello", 11};
   http::write(*idle, req);
   EXPECT_EQ(read_response(*idle).result_int(), 200u);

@@ -34,7 +34,8 @@ CommandResult run(const std::string& command) {
   std::unique_ptr<FILE, PipeCloser> pipe(raw);
   CommandResult result;
   char buf[4096];
-  for (size_t n; (n = std::fread(buf, 1, sizeof buf, pipe.get())) > 0;) result.output.append(buf, n);
+  for (size_t n; (n = std::fread(buf, 1, sizeof buf, pipe.get())) > 0;)
+    result.output.append(buf, n);
   int status = ::pclose(pipe.release());
   result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
   return result;
@@ -43,8 +44,10 @@ CommandResult run(const std::string& command) {
 std::string shell_quote(const std::string& s) {
   std::string out = "'";
   for (char c : s) {
-    if (c == '\'') out += "'\\''";
-    else out += c;
+    if (c == '\'')
+      out += "'\\''";
+    else
+      out += c;
   }
   return out + "'";
 }
@@ -80,10 +83,12 @@ void check(const std::string& command) {
 }  // namespace
 
 void TestPki::make_ca(const std::string& name, const std::string& cn) {
-  check("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -sha256 -days 2"
-        " -subj " + shell_quote("/CN=" + cn) + " -keyout " + shell_quote(key(name).string()) +
-        " -out " + shell_quote(cert(name).string()) +
-        " -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign");
+  check(
+      "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -sha256 -days 2"
+      " -subj " +
+      shell_quote("/CN=" + cn) + " -keyout " + shell_quote(key(name).string()) + " -out " +
+      shell_quote(cert(name).string()) +
+      " -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign");
 }
 
 void TestPki::sign(const std::string& ca, const std::string& name, const std::string& cn,
@@ -101,20 +106,24 @@ void TestPki::sign(const std::string& ca, const std::string& name, const std::st
   fs::permissions(key(name), fs::perms::owner_read | fs::perms::owner_write);
 }
 
-void TestPki::make_server_cert(const std::string& ca, const std::string& name, const std::string& cn) {
+void TestPki::make_server_cert(const std::string& ca, const std::string& name,
+                               const std::string& cn) {
   sign(ca, name, cn,
        "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n"
        "keyUsage=critical,digitalSignature,keyEncipherment\n");
 }
 
-void TestPki::make_client_cert(const std::string& ca, const std::string& name, const std::string& cn) {
+void TestPki::make_client_cert(const std::string& ca, const std::string& name,
+                               const std::string& cn) {
   sign(ca, name, cn, "extendedKeyUsage=clientAuth\nkeyUsage=critical,digitalSignature\n");
 }
 
 std::string TestPki::fingerprint(const std::string& name) const {
-  CommandResult r = run("openssl x509 -noout -fingerprint -sha256 -in " + shell_quote(cert(name).string()));
+  CommandResult r =
+      run("openssl x509 -noout -fingerprint -sha256 -in " + shell_quote(cert(name).string()));
   auto eq = r.output.find('=');
-  if (r.exit_code != 0 || eq == std::string::npos) throw std::runtime_error("fingerprint: " + r.output);
+  if (r.exit_code != 0 || eq == std::string::npos)
+    throw std::runtime_error("fingerprint: " + r.output);
   std::string fp = r.output.substr(eq + 1);
   while (!fp.empty() && (fp.back() == '\n' || fp.back() == '\r')) fp.pop_back();
   return fp;

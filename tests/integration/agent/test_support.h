@@ -20,7 +20,7 @@ struct TempDir {
 
 struct CommandResult {
   int exit_code = -1;
-  std::string output;   // stdout and stderr together
+  std::string output;  // stdout and stderr together
 };
 // Runs `command` with /bin/sh; throws std::runtime_error if it cannot start.
 CommandResult run(const std::string& command);

@@ -27,9 +27,11 @@ Api make_api() {
   Router r;
   r.add("GET", "/_ping", echo);
   r.add("GET", "/containers/{id}/json", echo);
-  r.add("GET", "/missing", [](const Request&) -> Response { throw NotFound("No such container: web"); });
+  r.add("GET", "/missing",
+        [](const Request&) -> Response { throw NotFound("No such container: web"); });
   r.add("GET", "/bad", [](const Request&) -> Response { throw UserError("invalid filter 'x'"); });
-  r.add("GET", "/boom", [](const Request&) -> Response { throw std::runtime_error("disk on fire"); });
+  r.add("GET", "/boom",
+        [](const Request&) -> Response { throw std::runtime_error("disk on fire"); });
   return Api(std::move(r));
 }
 
@@ -64,7 +66,9 @@ TEST(Api, WithoutPrefixUsesTheServerVersion) {
 TEST(Api, TooNewVersionIsRejectedLikeDockerd) {
   Response r = get(make_api(), "/v1.99/_ping");
   EXPECT_EQ(r.status, 400u);
-  EXPECT_EQ(r.body, R"({"message":"client version 1.99 is too new. Maximum supported API version is 1.47"})" "\n");
+  EXPECT_EQ(r.body,
+            R"({"message":"client version 1.99 is too new. Maximum supported API version is 1.47"})"
+            "\n");
   EXPECT_EQ(r.headers.get("Content-Type"), "application/json");
   EXPECT_EQ(get(make_api(), "/v1.48/_ping").status, 400u);
   EXPECT_EQ(get(make_api(), "/v2.0/_ping").status, 400u);
@@ -80,9 +84,14 @@ TEST(Api, TooOldVersionIsRejectedLikeDockerd) {
 
 TEST(Api, UnknownPathOrMethodIs404PageNotFound) {
   Api api = make_api();
-  for (auto [method, target] : std::vector<std::pair<std::string, std::string>>{
-           {"GET", "/nope"}, {"POST", "/_ping"}, {"GET", "/v1.47/nope"}, {"GET", "/v1.99/nope"},
-           {"GET", "/vX/_ping"}, {"GET", "/v1.47"}, {"DELETE", "/containers/x/json"}}) {
+  for (auto [method, target] :
+       std::vector<std::pair<std::string, std::string>>{{"GET", "/nope"},
+                                                        {"POST", "/_ping"},
+                                                        {"GET", "/v1.47/nope"},
+                                                        {"GET", "/v1.99/nope"},
+                                                        {"GET", "/vX/_ping"},
+                                                        {"GET", "/v1.47"},
+                                                        {"DELETE", "/containers/x/json"}}) {
     Response r = get(api, target, method);
     EXPECT_EQ(r.status, 404u) << method << " " << target;
     EXPECT_EQ(r.body, "{\"message\":\"page not found\"}\n");
@@ -95,7 +104,7 @@ TEST(Api, EveryResponseCarriesDockerdHeaders) {
   for (const char* target : {"/_ping", "/nope", "/v1.99/_ping", "/boom"}) {
     Response r = get(api, target);
     EXPECT_EQ(r.headers.get("Api-Version"), "1.47") << target;
-    EXPECT_EQ(r.headers.get("api-version"), "1.47") << target;   // case-insensitive lookup
+    EXPECT_EQ(r.headers.get("api-version"), "1.47") << target;  // case-insensitive lookup
     EXPECT_EQ(r.headers.get("Server"), "Docker/" BERTH_VERSION " (linux)") << target;
     EXPECT_EQ(r.headers.get("Ostype"), "linux") << target;
     EXPECT_EQ(r.headers.get("Docker-Experimental"), "false") << target;

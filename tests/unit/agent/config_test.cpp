@@ -44,7 +44,8 @@ TEST(Config, ReadsEveryField) {
     "log_file": "/tmp/a.log", "pid_file": "/tmp/a.pid", "data_root": "/srv/berth",
     "labels": ["k=v", "zone=eu-1"], "env": ["HTTP_PROXY=http://p:3128"], "opts": ["log-level=debug"],
     "insecure_registries": ["10.0.0.0/8", "reg:5000"], "registry_mirrors": ["https://m.example"]
-  })", "agent.json");
+  })",
+                               "agent.json");
   EXPECT_EQ(c.listen, "::");
   EXPECT_EQ(c.port, 12376);
   EXPECT_EQ(c.tls.ca, "/x/ca.pem");
@@ -81,13 +82,17 @@ TEST(Config, WrongTypesAreClearErrors) {
   EXPECT_NE(error_of(R"({"port": -1})").find("\"port\""), std::string::npos);
   EXPECT_NE(error_of(R"({"listen": 5})").find("\"listen\" must be a string"), std::string::npos);
   EXPECT_NE(error_of(R"({"tls": "x"})").find("\"tls\" must be an object"), std::string::npos);
-  EXPECT_NE(error_of(R"({"tls": {"key": ""}})").find("\"tls.key\" must not be empty"), std::string::npos);
-  EXPECT_NE(error_of(R"({"labels": "a=b"})").find("\"labels\" must be an array"), std::string::npos);
-  EXPECT_NE(error_of(R"({"labels": ["novalue"]})").find("\"labels[0]\" is \"novalue\"; expected key=value"),
+  EXPECT_NE(error_of(R"({"tls": {"key": ""}})").find("\"tls.key\" must not be empty"),
+            std::string::npos);
+  EXPECT_NE(error_of(R"({"labels": "a=b"})").find("\"labels\" must be an array"),
+            std::string::npos);
+  EXPECT_NE(error_of(R"({"labels": ["novalue"]})")
+                .find("\"labels[0]\" is \"novalue\"; expected key=value"),
             std::string::npos);
   EXPECT_NE(error_of(R"({"env": ["=x"]})").find("\"env[0]\""), std::string::npos);
-  EXPECT_NE(error_of(R"({"registry_mirrors": [1]})").find("\"registry_mirrors[0]\" must be a string"),
-            std::string::npos);
+  EXPECT_NE(
+      error_of(R"({"registry_mirrors": [1]})").find("\"registry_mirrors[0]\" must be a string"),
+      std::string::npos);
 }
 
 TEST(Config, MissingFileIsAUserErrorNamingIt) {
@@ -101,7 +106,8 @@ TEST(Config, MissingFileIsAUserErrorNamingIt) {
 }
 
 TEST(Config, LoadsFromFile) {
-  auto path = std::filesystem::temp_directory_path() / ("agent-config-" + std::to_string(::getpid()) + ".json");
+  auto path = std::filesystem::temp_directory_path() /
+              ("agent-config-" + std::to_string(::getpid()) + ".json");
   std::ofstream(path) << R"({"port": 3000})";
   EXPECT_EQ(load_config(path).port, 3000);
   std::filesystem::remove(path);

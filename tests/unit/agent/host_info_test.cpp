@@ -30,7 +30,8 @@ void write(const fs::path& p, const std::string& text) {
 
 TEST(OsRelease, ReadsPrettyNameAndVersionId) {
   auto [pretty, version] = parse_os_release(
-      "NAME=\"Alpine Linux\"\nID=alpine\nVERSION_ID=3.19.1\nPRETTY_NAME=\"Alpine Linux v3.19\"\n# c\n");
+      "NAME=\"Alpine Linux\"\nID=alpine\nVERSION_ID=3.19.1\nPRETTY_NAME=\"Alpine Linux v3.19\"\n# "
+      "c\n");
   EXPECT_EQ(pretty, "Alpine Linux v3.19");
   EXPECT_EQ(version, "3.19.1");
   auto [p2, v2] = parse_os_release("PRETTY_NAME='Ubuntu 24.04 LTS'\n");
@@ -39,7 +40,8 @@ TEST(OsRelease, ReadsPrettyNameAndVersionId) {
 }
 
 TEST(Meminfo, MemTotalInBytes) {
-  EXPECT_EQ(parse_meminfo_total("MemFree:  100 kB\nMemTotal:       16318536 kB\n"), 16318536LL * 1024);
+  EXPECT_EQ(parse_meminfo_total("MemFree:  100 kB\nMemTotal:       16318536 kB\n"),
+            16318536LL * 1024);
   EXPECT_EQ(parse_meminfo_total("MemFree: 1 kB\n"), 0);
 }
 
@@ -52,7 +54,8 @@ TEST(Goarch, MapsUnameMachine) {
 }
 
 TEST(Proxy, CredentialsAreMasked) {
-  EXPECT_EQ(mask_proxy_credentials("http://bob:secret@proxy:3128"), "http://xxxxx:xxxxx@proxy:3128");
+  EXPECT_EQ(mask_proxy_credentials("http://bob:secret@proxy:3128"),
+            "http://xxxxx:xxxxx@proxy:3128");
   EXPECT_EQ(mask_proxy_credentials("http://token@proxy:3128/"), "http://xxxxx@proxy:3128/");
   EXPECT_EQ(mask_proxy_credentials("http://proxy:3128/a@b"), "http://proxy:3128/a@b");
   EXPECT_EQ(mask_proxy_credentials("proxy:3128"), "proxy:3128");
@@ -63,10 +66,10 @@ TEST(EngineId, IsCreatedOnceAndStable) {
   fs::path root = tmp.path / "var/lib/berth";
   std::string id = load_or_create_engine_id(root);
   EXPECT_EQ(id.size(), 36u);
-  EXPECT_EQ(id[14], '4');   // UUID version 4
+  EXPECT_EQ(id[14], '4');  // UUID version 4
   EXPECT_EQ(load_or_create_engine_id(root), id);
   EXPECT_EQ(HostSystemInfo(root).facts().engine_id, id);
-  struct stat st{};
+  struct stat st {};
   ASSERT_EQ(::stat(root.c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 0777, 0700u);
   std::ifstream in(root / "engine-id");
@@ -129,12 +132,13 @@ TEST(HostSystemInfo, WithoutCgroupControllersFileItIsVersion1) {
 
 TEST(HostSystemInfo, UnusableDataRootIsAUserErrorNamingIt) {
   TempDir tmp;
-  write(tmp.path / "file", "x");   // a file where a directory should be: fails even for root
+  write(tmp.path / "file", "x");  // a file where a directory should be: fails even for root
   try {
     HostSystemInfo info(tmp.path / "file" / "data");
     FAIL() << "no error";
   } catch (const UserError& e) {
-    EXPECT_NE(std::string(e.what()).find((tmp.path / "file" / "data").string()), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find((tmp.path / "file" / "data").string()), std::string::npos)
+        << e.what();
   }
 }
 

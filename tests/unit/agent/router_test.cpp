@@ -23,7 +23,7 @@ TEST(Router, MatchesLiteralPathAndMethod) {
   EXPECT_FALSE(r.match("POST", "/version"));
   EXPECT_FALSE(r.match("get", "/version"));
   EXPECT_FALSE(r.match("GET", "/versions"));
-  EXPECT_FALSE(r.match("GET", "/version/"));   // no trailing-slash redirect, like dockerd
+  EXPECT_FALSE(r.match("GET", "/version/"));  // no trailing-slash redirect, like dockerd
   EXPECT_FALSE(r.match("GET", "version"));
 }
 
@@ -33,8 +33,8 @@ TEST(Router, CapturesOneSegmentParameters) {
   auto m = r.match("GET", "/containers/abc123/json");
   ASSERT_TRUE(m);
   EXPECT_EQ(m->params.at("id"), "abc123");
-  EXPECT_FALSE(r.match("GET", "/containers//json"));          // empty segment
-  EXPECT_FALSE(r.match("GET", "/containers/a/b/json"));       // one segment only
+  EXPECT_FALSE(r.match("GET", "/containers//json"));     // empty segment
+  EXPECT_FALSE(r.match("GET", "/containers/a/b/json"));  // one segment only
 }
 
 TEST(Router, RestParameterSpansSlashes) {
@@ -48,7 +48,7 @@ TEST(Router, RestParameterSpansSlashes) {
   ASSERT_TRUE(d);
   EXPECT_EQ(d->params.at("name"), "team/app");
   EXPECT_EQ(call(*d), 204u);
-  EXPECT_FALSE(r.match("GET", "/images/json"));   // needs at least one segment before /json
+  EXPECT_FALSE(r.match("GET", "/images/json"));  // needs at least one segment before /json
 }
 
 TEST(Router, FirstAddedRouteWins) {

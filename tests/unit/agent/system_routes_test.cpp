@@ -18,23 +18,73 @@ using testing::FakeSystemInfo;
 // Property names from docker-engine-api-v1.47.yaml (definitions SystemVersion,
 // SystemInfo, SwarmInfo, RegistryServiceConfig, IndexInfo).
 const std::set<std::string> kSystemVersionFields = {
-    "Platform", "Components", "Version", "ApiVersion", "MinAPIVersion", "GitCommit",
-    "GoVersion", "Os", "Arch", "KernelVersion", "Experimental", "BuildTime"};
-const std::set<std::string> kSystemInfoFields = {
-    "ID", "Containers", "ContainersRunning", "ContainersPaused", "ContainersStopped", "Images",
-    "Driver", "DriverStatus", "DockerRootDir", "Plugins", "MemoryLimit", "SwapLimit",
-    "KernelMemoryTCP", "CpuCfsPeriod", "CpuCfsQuota", "CPUShares", "CPUSet", "PidsLimit",
-    "OomKillDisable", "IPv4Forwarding", "BridgeNfIptables", "BridgeNfIp6tables", "Debug", "NFd",
-    "NGoroutines", "SystemTime", "LoggingDriver", "CgroupDriver", "CgroupVersion",
-    "NEventsListener", "KernelVersion", "OperatingSystem", "OSVersion", "OSType", "Architecture",
-    "NCPU", "MemTotal", "IndexServerAddress", "RegistryConfig", "GenericResources", "HttpProxy",
-    "HttpsProxy", "NoProxy", "Name", "Labels", "ExperimentalBuild", "ServerVersion", "Runtimes",
-    "DefaultRuntime", "Swarm", "LiveRestoreEnabled", "Isolation", "InitBinary",
-    "ContainerdCommit", "RuncCommit", "InitCommit", "SecurityOptions", "ProductLicense",
-    "DefaultAddressPools", "Warnings", "CDISpecDirs", "Containerd"};
-const std::set<std::string> kSwarmInfoFields = {"NodeID", "NodeAddr", "LocalNodeState",
-                                                "ControlAvailable", "Error", "RemoteManagers",
-                                                "Nodes", "Managers", "Cluster"};
+    "Platform",  "Components", "Version", "ApiVersion",    "MinAPIVersion", "GitCommit",
+    "GoVersion", "Os",         "Arch",    "KernelVersion", "Experimental",  "BuildTime"};
+const std::set<std::string> kSystemInfoFields = {"ID",
+                                                 "Containers",
+                                                 "ContainersRunning",
+                                                 "ContainersPaused",
+                                                 "ContainersStopped",
+                                                 "Images",
+                                                 "Driver",
+                                                 "DriverStatus",
+                                                 "DockerRootDir",
+                                                 "Plugins",
+                                                 "MemoryLimit",
+                                                 "SwapLimit",
+                                                 "KernelMemoryTCP",
+                                                 "CpuCfsPeriod",
+                                                 "CpuCfsQuota",
+                                                 "CPUShares",
+                                                 "CPUSet",
+                                                 "PidsLimit",
+                                                 "OomKillDisable",
+                                                 "IPv4Forwarding",
+                                                 "BridgeNfIptables",
+                                                 "BridgeNfIp6tables",
+                                                 "Debug",
+                                                 "NFd",
+                                                 "NGoroutines",
+                                                 "SystemTime",
+                                                 "LoggingDriver",
+                                                 "CgroupDriver",
+                                                 "CgroupVersion",
+                                                 "NEventsListener",
+                                                 "KernelVersion",
+                                                 "OperatingSystem",
+                                                 "OSVersion",
+                                                 "OSType",
+                                                 "Architecture",
+                                                 "NCPU",
+                                                 "MemTotal",
+                                                 "IndexServerAddress",
+                                                 "RegistryConfig",
+                                                 "GenericResources",
+                                                 "HttpProxy",
+                                                 "HttpsProxy",
+                                                 "NoProxy",
+                                                 "Name",
+                                                 "Labels",
+                                                 "ExperimentalBuild",
+                                                 "ServerVersion",
+                                                 "Runtimes",
+                                                 "DefaultRuntime",
+                                                 "Swarm",
+                                                 "LiveRestoreEnabled",
+                                                 "Isolation",
+                                                 "InitBinary",
+                                                 "ContainerdCommit",
+                                                 "RuncCommit",
+                                                 "InitCommit",
+                                                 "SecurityOptions",
+                                                 "ProductLicense",
+                                                 "DefaultAddressPools",
+                                                 "Warnings",
+                                                 "CDISpecDirs",
+                                                 "Containerd"};
+const std::set<std::string> kSwarmInfoFields = {
+    "NodeID",         "NodeAddr", "LocalNodeState", "ControlAvailable", "Error",
+    "RemoteManagers", "Nodes",    "Managers",       "Cluster"};
 const std::set<std::string> kRegistryConfigFields = {
     "AllowNondistributableArtifactsCIDRs", "AllowNondistributableArtifactsHostnames",
     "InsecureRegistryCIDRs", "IndexConfigs", "Mirrors"};
@@ -43,14 +93,17 @@ const std::set<std::string> kIndexInfoFields = {"Name", "Mirrors", "Secure", "Of
 void expect_only_spec_fields(const json& obj, const std::set<std::string>& spec, const char* what) {
   ASSERT_TRUE(obj.is_object()) << what;
   for (const auto& [key, value] : obj.items()) {
-    EXPECT_TRUE(spec.count(key)) << what << " has \"" << key << "\", which the spec does not define";
+    EXPECT_TRUE(spec.count(key)) << what << " has \"" << key
+                                 << "\", which the spec does not define";
   }
 }
 
 struct SystemRoutes : ::testing::Test {
   std::shared_ptr<FakeSystemInfo> host = std::make_shared<FakeSystemInfo>();
-  EngineSettings engine{"/var/lib/berth", {"env=prod", "zone=a"},
-                        {"10.0.0.0/8", "fd00::/8", "myregistry:5000"}, {"https://mirror.example/"}};
+  EngineSettings engine{"/var/lib/berth",
+                        {"env=prod", "zone=a"},
+                        {"10.0.0.0/8", "fd00::/8", "myregistry:5000"},
+                        {"https://mirror.example/"}};
 
   Response get(const std::string& target, const std::string& method = "GET") {
     Router router;
@@ -141,7 +194,8 @@ TEST_F(SystemRoutes, InfoMatchesTheSpecShapeAndReportsTheHost) {
   }
 
   EXPECT_EQ(i["ID"], "0f0e0d0c-0b0a-4908-8706-050403020100");
-  for (const char* zero : {"Containers", "ContainersRunning", "ContainersPaused", "ContainersStopped", "Images"}) {
+  for (const char* zero :
+       {"Containers", "ContainersRunning", "ContainersPaused", "ContainersStopped", "Images"}) {
     EXPECT_EQ(i[zero], 0) << zero;
   }
   EXPECT_EQ(i["Driver"], "overlay2");
@@ -170,7 +224,7 @@ TEST_F(SystemRoutes, InfoMatchesTheSpecShapeAndReportsTheHost) {
   EXPECT_EQ(i["SystemTime"], "2025-01-02T03:04:05.000000006+00:00");
   EXPECT_EQ(i["MemoryLimit"], true);
   EXPECT_EQ(i["KernelMemoryTCP"], false);
-  EXPECT_EQ(i["Warnings"], json::array());   // every cgroup v2 feature dockerd checks is there
+  EXPECT_EQ(i["Warnings"], json::array());  // every cgroup v2 feature dockerd checks is there
 }
 
 TEST_F(SystemRoutes, InfoRegistryConfigReflectsTheConfig) {

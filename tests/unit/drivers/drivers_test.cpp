@@ -128,7 +128,8 @@ TEST(GenericDriver, PreCreateCheckFailsOnClosedPortWithExit3) {
 }
 
 TEST(GenericDriver, RequiresAddressAndValidPort) {
-  auto& f = *make_default_registry().find("generic");
+  auto registry = make_default_registry();
+  auto& f = registry.get("generic");
   FlagValues none;
   EXPECT_THROW(f.make(none, DriverContext{"x", "/tmp", {}}), UserError);
   FlagValues badport;

@@ -24,7 +24,7 @@ readonly NS_PREFIX=berth-th-
 readonly EX_TAKEN=75
 
 die() { echo "testhost: $*" >&2; exit 1; }
-usage() { sed -n '12,18p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '11,19p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 
 check_name() {
   [[ $1 =~ ^[A-Za-z0-9][A-Za-z0-9_-]{0,39}$ ]] || die "invalid host name '$1': use 1-40 of [A-Za-z0-9_-]"

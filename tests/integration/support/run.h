@@ -9,6 +9,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace berth::it {
@@ -101,15 +102,7 @@ fs::path agent_binary();   // build/agent/berth-agent
 // Polls `condition` every `interval` until it holds or `timeout` passes.
 template <typename F>
 bool eventually(F condition, std::chrono::milliseconds timeout,
-                std::chrono::milliseconds interval = 20ms);
-
-}  // namespace berth::it
-
-#include <thread>
-
-template <typename F>
-bool berth::it::eventually(F condition, std::chrono::milliseconds timeout,
-                           std::chrono::milliseconds interval) {
+                std::chrono::milliseconds interval = 20ms) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   while (true) {
     if (condition()) return true;
@@ -117,3 +110,5 @@ bool berth::it::eventually(F condition, std::chrono::milliseconds timeout,
     std::this_thread::sleep_for(interval);
   }
 }
+
+}  // namespace berth::it

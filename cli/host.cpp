@@ -123,7 +123,14 @@ void issue_machine_certs(Context& ctx, MachineRecord& record) {
 void provision_machine(Context& ctx, MachineRecord& record, const StepReporter& step) {
   auto cancel = ctx.cancel();
   step("waiting for SSH");
-  auto ssh = connect_ssh(ctx, record, kSshDeadline);
+  std::unique_ptr<SshSession> ssh;
+  try {
+    ssh = connect_ssh(ctx, record, kSshDeadline);
+  } catch (const SshError& e) {
+    std::error_code ec;
+    if (!fs::exists(ctx.store().machine_dir(record.name) / "console.log", ec)) throw;
+    throw SshError(std::string(e.what()) + "; the machine's console is in 'berth logs " + record.name + "'");
+  }
   cancel.throw_if_cancelled();
   step("detecting the host's OS");
   auto prov = provision::detect(*ssh);

@@ -39,7 +39,7 @@ bool has_word(const std::string& list, const std::string& word) {
 }
 
 bool supported(const OsInfo& os) {
-  if (os.id == "debian" || os.id == "ubuntu" || os.id == "alpine") return true;
+  if (os.id == "debian" || os.id == "ubuntu" || os.id == "alpine" || os.id == "berth-os") return true;
   return has_word(os.id_like, "debian") || has_word(os.id_like, "ubuntu");
 }
 
@@ -73,12 +73,12 @@ std::unique_ptr<Provisioner> detect(Remote& remote) {
   ExecResult release = remote.run("cat /etc/os-release");
   if (release.exit_code != 0) release = remote.run("cat /usr/lib/os-release");
   if (release.exit_code != 0)
-    throw Error(fmt::format("cannot read /etc/os-release on {}: {}; berth can provision Debian, Ubuntu and "
-                            "Alpine hosts",
+    throw Error(fmt::format("cannot read /etc/os-release on {}: {}; berth can provision Debian, Ubuntu, Alpine "
+                            "and berth-os hosts",
                             host_name(), detail::trim(release.err)));
   OsInfo os = parse_os_release(release.out);
   if (!supported(os))
-    throw Error(fmt::format("unsupported OS '{}' on {}: berth can provision Debian, Ubuntu and Alpine hosts",
+    throw Error(fmt::format("unsupported OS '{}' on {}: berth can provision Debian, Ubuntu, Alpine and berth-os hosts",
                             os.pretty_name, host_name()));
 
   bool root = detail::trim(remote.check("id -u")) == "0";

@@ -10,6 +10,7 @@ packages=(
   libssh-dev libcurl4-openssl-dev nlohmann-json3-dev libcli11-dev googletest libgtest-dev libgmock-dev
   libssl-dev libboost1.81-dev libfmt-dev
   openssh-server openssh-client iproute2 curl openssl procps util-linux jq zsh fish tcsh
+  libvirt-dev libvirt-daemon-system qemu-system-x86 qemu-utils xorriso
 )
 
 missing=()
@@ -34,6 +35,16 @@ if ! command -v docker >/dev/null 2>&1; then
   rm -f /usr/sbin/policy-rc.d
   systemctl disable --now docker.service docker.socket >/dev/null 2>&1 || true
 fi
+
+# libvirtd and virtlogd (no systemd needed). libvirt's `default` network must
+# never start on this machine: drop its autostart link before the daemon reads it.
+rm -f /etc/libvirt/qemu/networks/autostart/default.xml
+pgrep -x virtlogd >/dev/null || virtlogd -d
+pgrep -x libvirtd >/dev/null || libvirtd -d
+for _ in $(seq 50); do virsh -c qemu:///system version >/dev/null 2>&1 && break; sleep 0.2; done
+
+# berth-os, the default image of the VM drivers (skipped when up to date).
+"$here/image/build.sh" "$here/image/out"
 
 cmake -S "$here" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo ${BERTH_CMAKE_ARGS:-}
 cmake --build "$build" -j"$(nproc)"

@@ -29,5 +29,6 @@ void setup_regenerate_certs(CLI::App& app, Context& ctx);
 void setup_upgrade(CLI::App& app, Context& ctx);
 void setup_rm(CLI::App& app, Context& ctx);
 void setup_version(CLI::App& app, Context& ctx);
+void setup_logs(CLI::App& app, Context& ctx);
 
 }  // namespace berth::cli

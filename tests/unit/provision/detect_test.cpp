@@ -89,6 +89,15 @@ TEST(Detect, DebianWithoutSystemdUsesSupervisor) {
   EXPECT_EQ(detect(r)->init_system(), InitSystem::Supervisor);
 }
 
+TEST(Detect, BerthOsUsesTheSupervisor) {
+  FakeRemote r;
+  testing::make_debian_sysvinit(r);
+  r.files["/etc/os-release"].content = "NAME=\"berth-os\"\nID=berth-os\nPRETTY_NAME=\"berth-os 0.1.0\"\n";
+  auto p = detect(r);
+  EXPECT_EQ(p->os().id, "berth-os");
+  EXPECT_EQ(p->init_system(), InitSystem::Supervisor);
+}
+
 TEST(Detect, FallsBackToUsrLibOsRelease) {
   FakeRemote r;
   testing::make_debian_systemd(r);
@@ -108,7 +117,7 @@ TEST(Detect, UnsupportedOsNamesItAndTheHost) {
   } catch (const Error& e) {
     EXPECT_STREQ(e.what(),
                  "unsupported OS 'Fedora Linux 39 (Server Edition)' on host 'box7': berth can provision Debian, "
-                 "Ubuntu and Alpine hosts");
+                 "Ubuntu, Alpine and berth-os hosts");
   }
 }
 

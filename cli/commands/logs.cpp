@@ -1,0 +1,49 @@
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+#include <fstream>
+#include <thread>
+
+#include "cli/commands/commands.h"
+#include "cli/context.h"
+#include "core/error.h"
+
+namespace berth::cli {
+namespace {
+
+struct LogsOptions {
+  std::string name;
+  bool follow = false;
+};
+
+void run_logs(Context& ctx, const LogsOptions& o) {
+  ctx.store().load(o.name);  // NotFound for an unknown machine
+  const fs::path log = ctx.store().machine_dir(o.name) / "console.log";
+  std::ifstream in(log, std::ios::binary);
+  if (!in) throw UserError("machine '" + o.name + "' has no console log (" + log.string() + "); only VM drivers keep one");
+  if (o.follow) install_interrupt_handler(ctx);
+  std::string chunk(64 * 1024, '\0');
+  for (;;) {
+    in.read(chunk.data(), static_cast<std::streamsize>(chunk.size()));
+    if (auto n = in.gcount(); n > 0) {
+      std::fwrite(chunk.data(), 1, static_cast<size_t>(n), stdout);
+      std::fflush(stdout);
+      continue;
+    }
+    if (!o.follow || ctx.interrupted) return;
+    in.clear();
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+}
+
+}  // namespace
+
+void setup_logs(CLI::App& app, Context& ctx) {
+  auto o = std::make_shared<LogsOptions>();
+  auto* cmd = app.add_subcommand("logs", "Print a machine's serial console log");
+  cmd->add_option("name", o->name, "Machine name")->required();
+  cmd->add_flag("-f,--follow", o->follow, "Keep printing what the console writes");
+  cmd->callback([&ctx, o] { run_logs(ctx, *o); });
+}
+
+}  // namespace berth::cli

@@ -466,3 +466,38 @@ TEST_F(GenericDriver, UnknownMachineExitsWithCode4) {
 
 }  // namespace
 }  // namespace berth::it
+
+namespace berth::it {
+namespace {
+
+// pids of berth-agent on a test host, from `testhost.sh pids` ("PID COMMAND" lines).
+std::vector<std::string> agent_pids(const TestHost& h) {
+  std::vector<std::string> pids;
+  for (const auto& line : lines(h.processes()))
+    if (line.find("berth-agent") != std::string::npos) pids.push_back(line.substr(0, line.find(' ')));
+  return pids;
+}
+
+// ls asks hosts in parallel, each with its own deadline: a hung agent costs one timeout, not one per host.
+TEST_F(GenericDriver, LsIsNotHeldUpByAHungAgent) {
+  for (int i = 0; i < kHosts; ++i) require_machine(i);
+  auto pids = agent_pids(host(1));
+  ASSERT_FALSE(pids.empty()) << host(1).processes();
+  for (const auto& pid : pids) ::kill(std::stoi(pid), SIGSTOP);
+  const auto start = std::chrono::steady_clock::now();
+  auto r = cli()({"ls", "-t", "2", "--format", "{{.Name}}|{{.State}}|{{.DockerVersion}}|{{.Error}}"}, 60s);
+  const auto took = std::chrono::steady_clock::now() - start;
+  for (const auto& pid : pids) ::kill(std::stoi(pid), SIGCONT);
+  ASSERT_EQ(r.exit_code, 0) << r.describe();
+  EXPECT_LT(took, 4s) << r.out;
+  auto rows = lines(r.out);
+  ASSERT_EQ(rows.size(), static_cast<size_t>(kHosts)) << r.out;
+  EXPECT_EQ(rows[1].rfind(kNames[1] + "|Running|Unknown|agent: ", 0), 0u) << rows[1];
+  for (int i : {0, 2}) {
+    EXPECT_EQ(rows[i].rfind(kNames[i] + "|Running|", 0), 0u) << rows[i];
+    EXPECT_EQ(rows[i].find("Unknown"), std::string::npos) << rows[i];
+  }
+}
+
+}  // namespace
+}  // namespace berth::it

@@ -1,6 +1,7 @@
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
+#include <csignal>
 #include <exception>
 
 #include "cli/commands/commands.h"
@@ -10,6 +11,7 @@
 
 int main(int argc, char** argv) {
   using namespace berth::cli;
+  std::signal(SIGPIPE, SIG_IGN);  // a peer that goes away is an error to report, not a silent death
   Context ctx;
   CLI::App app{"berth makes Docker hosts and points the docker CLI at them", "berth"};
   app.require_subcommand(1);

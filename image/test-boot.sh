@@ -27,7 +27,7 @@ if [ -n "${2:-}" ]; then port=$2; else
   while ! port_free $port; do port=$((20000 + RANDOM % 20000)); done
 fi
 
-t=$(mktemp -d /tmp/berth-os-test.XXXXXX)
+t=$(mktemp -d "$out/.test-boot.XXXXXX")
 qemu_pid=
 cleanup() {
   if [ -n "$qemu_pid" ] && kill -0 "$qemu_pid" 2>/dev/null; then kill "$qemu_pid"; wait "$qemu_pid" 2>/dev/null || true; fi
@@ -88,7 +88,11 @@ boot() {  # boot NAME [extra qemu args]: starts QEMU, returns when SSH answers (
   local deadline=$(( $(date +%s) + 180 ))
   until vm true 2>/dev/null; do
     if ! kill -0 "$qemu_pid" 2>/dev/null; then bad "$name: QEMU exited before SSH answered"; tail -20 "$t/$name.log"; return 1; fi
-    if [ "$(date +%s)" -ge $deadline ]; then bad "$name: no SSH within 180 s"; tail -20 "$t/$name.log"; return 1; fi
+    if [ "$(date +%s)" -ge $deadline ]; then
+      bad "$name: no SSH within 180 s"; tail -20 "$t/$name.log"
+      kill "$qemu_pid"; wait "$qemu_pid" 2>/dev/null || true; qemu_pid=
+      return 1
+    fi
     sleep 0.2
   done
   ready=$(since "$start")

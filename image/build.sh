@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds berth-os, berth's boot image, from Debian 12 packages.
 # Usage (as root): image/build.sh [OUTDIR]      (default: image/out)
-# Writes OUTDIR/{vmlinuz,initrd,berth-os.iso,cmdline,SHA256SUMS}. A re-run with the
+# Writes OUTDIR/{vmlinuz,vmlinux,initrd,berth-os.iso,cmdline,SHA256SUMS}: vmlinux is vmlinuz
+# uncompressed, for QEMU's direct PVH boot (-kernel vmlinux), 3 s faster under TCG. A re-run with the
 # same scripts and the same package versions does nothing (OUTDIR/.stamp).
 # Downloaded packages and the unpacked kernel are kept in OUTDIR/.cache
 # (or $BERTH_OS_CACHE). Nothing is installed into the host except build tools.
@@ -71,7 +72,7 @@ modules=(
 )
 
 # --- build tools on the host ------------------------------------------------------------
-host_tools=(binutils kmod cpio zstd xorriso isolinux syslinux-common)
+host_tools=(binutils kmod cpio zstd xz-utils xorriso isolinux syslinux-common)
 updated=no
 apt_update() { [ $updated = yes ] || { apt-get update -qq; updated=yes; }; }
 missing=()
@@ -209,7 +210,6 @@ VERSION="$version"
 VERSION_ID=$version
 PRETTY_NAME="berth-os $version"
 BUILD_ID="debian12-linux-${ver[$kernel_pkg]}"
-HOME_URL="https://github.com/berth"
 EOF
 ln -s ../../etc/os-release "$root/usr/lib/os-release"
 echo "$version" >"$root/etc/berth-os/version"
@@ -236,6 +236,12 @@ log "packing the initrd"
 (cd "$root" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc -R 0:0 --reproducible --quiet) |
   zstd -q -19 -T0 --check >"$work/initrd"
 cp "$kx/boot/vmlinuz-$kver" "$work/vmlinuz"
+# The same kernel uncompressed: QEMU boots this ELF through its PVH entry point and skips
+# the real-mode setup and the xz decompression, 3 s under TCG.
+off=$(LC_ALL=C grep -obUaP '\xfd7zXZ\x00' "$work/vmlinuz" | awk -F: 'NR == 1 {print $1}')
+[ -n "$off" ] || die "vmlinuz-$kver holds no xz payload; cannot make vmlinux"
+xz -dc --single-stream < <(tail -c +$((off + 1)) "$work/vmlinuz") >"$work/vmlinux"  # tail gets SIGPIPE
+readelf -n "$work/vmlinux" | grep -q '(0x00000012)' || die "vmlinux-$kver has no PVH entry point (XEN_ELFNOTE_PHYS32_ENTRY)"
 echo "$cmdline" >"$work/cmdline"
 
 # --- ISO ---------------------------------------------------------------------------------
@@ -258,8 +264,8 @@ xorriso -as mkisofs -quiet -o "$work/berth-os.iso" -V BERTH_OS -J -r \
   -isohybrid-mbr /usr/lib/ISOLINUX/isohdpfx.bin -c isolinux/boot.cat -b isolinux/isolinux.bin \
   -no-emul-boot -boot-load-size 4 -boot-info-table "$iso" 2>/dev/null
 
-for f in vmlinuz initrd berth-os.iso cmdline; do mv -f "$work/$f" "$out/$f"; done
-(cd "$out" && sha256sum vmlinuz initrd berth-os.iso cmdline >SHA256SUMS)
+for f in vmlinuz vmlinux initrd berth-os.iso cmdline; do mv -f "$work/$f" "$out/$f"; done
+(cd "$out" && sha256sum vmlinuz vmlinux initrd berth-os.iso cmdline >SHA256SUMS)
 echo "$manifest" >"$out/packages.txt"
 echo "$stamp" >"$out/.stamp"
-log "berth-os $version in $out: vmlinuz $(stat -c %s "$out/vmlinuz") B, initrd $(stat -c %s "$out/initrd") B, berth-os.iso $(stat -c %s "$out/berth-os.iso") B"
+log "berth-os $version in $out: vmlinuz $(stat -c %s "$out/vmlinuz") B, vmlinux $(stat -c %s "$out/vmlinux") B, initrd $(stat -c %s "$out/initrd") B, berth-os.iso $(stat -c %s "$out/berth-os.iso") B"

@@ -10,7 +10,7 @@ packages=(
   libssh-dev libcurl4-openssl-dev nlohmann-json3-dev libcli11-dev googletest libgtest-dev libgmock-dev
   libssl-dev libboost1.81-dev libfmt-dev
   openssh-server openssh-client iproute2 curl openssl procps util-linux jq zsh fish tcsh
-  libvirt-dev libvirt-daemon-system qemu-system-x86 qemu-utils xorriso
+  libvirt-dev libvirt-daemon-system qemu-system-x86 qemu-utils xorriso libisofs-dev libxml2-dev
 )
 
 missing=()

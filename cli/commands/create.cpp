@@ -14,7 +14,7 @@ namespace {
 
 struct CreateOptions {
   std::string name;
-  std::string driver = "generic";
+  std::string driver = "libvirt";
   EngineOptions engine;
   std::string tls_key_type = "ecdsa";
   std::vector<std::string> tls_sans;

@@ -8,19 +8,19 @@
 
 function unquote(v) {
 	sub(/^[ \t]+/, "", v)
-	sub(/[ \t]+$/, "", v)
-	if (v ~ /^".*"$/) {
-		v = substr(v, 2, length(v) - 2)
+	if (match(v, /^"([^"\\]|\\.)*"/)) {
+		v = substr(v, 2, RLENGTH - 2)
 		gsub(/\\"/, "\"", v)
 		gsub(/\\\\/, "\\", v)
 		return v
 	}
-	if (v ~ /^'.*'$/) {
-		v = substr(v, 2, length(v) - 2)
+	if (match(v, /^'([^']|'')*'/)) {
+		v = substr(v, 2, RLENGTH - 2)
 		gsub(/''/, "'", v)
 		return v
 	}
 	sub(/[ \t]+#.*$/, "", v)
+	sub(/[ \t]+$/, "", v)
 	return v
 }
 function indent_of(s) {

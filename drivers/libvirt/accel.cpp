@@ -1,0 +1,67 @@
+#include "drivers/libvirt/accel.h"
+
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#include <nlohmann/json.hpp>
+#include <optional>
+
+#include "core/error.h"
+#include "core/fs.h"
+#include "core/machine.h"
+
+namespace berth::virt {
+
+std::string host_kernel_key() {
+  utsname u{};
+  if (::uname(&u) != 0) return "unknown";
+  return std::string(u.nodename) + " " + u.release + " " + u.version;
+}
+
+bool kvm_device_usable() { return ::access("/dev/kvm", R_OK | W_OK) == 0; }
+
+AccelDecision decide_accel(const std::string& wanted, bool kvm_device, const fs::path& cache_file,
+                           const std::string& host_key, const std::function<bool()>& probe,
+                           const std::string& machine) {
+  if (wanted == "tcg") return {"tcg", false, false};
+  if (!kvm_device) {
+    if (wanted == "kvm")
+      throw PreCreateCheckFailed("machine '" + machine +
+                                 "': --libvirt-accel kvm needs /dev/kvm, which is missing or not usable by this "
+                                 "user; use --libvirt-accel tcg");
+    return {"tcg", false, false};
+  }
+
+  // A cached verdict for this host and kernel?
+  nlohmann::json cache = nlohmann::json::object();
+  std::error_code ec;
+  if (fs::exists(cache_file, ec)) {
+    try {
+      cache = nlohmann::json::parse(read_file(cache_file));
+    } catch (const std::exception&) {
+      cache = nlohmann::json::object();  // unreadable: probe again
+    }
+  }
+  std::optional<bool> works;
+  bool from_cache = false;
+  if (cache.is_object() && cache.value("host", "") == host_key && cache.contains("kvm_works") &&
+      cache["kvm_works"].is_boolean()) {
+    works = cache["kvm_works"].get<bool>();
+    from_cache = true;
+  }
+  if (!works) {
+    works = probe();
+    ensure_private_dir(cache_file.parent_path());
+    nlohmann::json j = {{"host", host_key}, {"kvm_works", *works}, {"checked_at", now_rfc3339()}};
+    write_file_atomic(cache_file, j.dump(2) + "\n", 0600);
+  }
+  if (*works) return {"kvm", false, from_cache};
+  if (wanted == "kvm")
+    throw PreCreateCheckFailed("machine '" + machine +
+                               "': --libvirt-accel kvm, but a KVM guest does not boot on this host (it hangs before "
+                               "the kernel prints anything); use --libvirt-accel tcg or auto (cached verdict in " +
+                               cache_file.string() + "; delete it to probe again)");
+  return {"tcg", true, from_cache};
+}
+
+}  // namespace berth::virt

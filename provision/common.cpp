@@ -1,6 +1,5 @@
 #include "provision/common.h"
 
-#include <openssl/evp.h>
 
 #include <algorithm>
 #include <cctype>
@@ -10,6 +9,7 @@
 
 #include "core/error.h"
 #include "core/log.h"
+#include "core/sha256.h"
 
 namespace berth::provision {
 
@@ -43,30 +43,6 @@ namespace {
 
 constexpr std::string_view kLog = "provision";
 
-struct MdCtxDeleter {
-  void operator()(EVP_MD_CTX* c) const { EVP_MD_CTX_free(c); }
-};
-using MdCtx = std::unique_ptr<EVP_MD_CTX, MdCtxDeleter>;
-
-class Sha256 {
- public:
-  Sha256() : ctx_(EVP_MD_CTX_new()) {
-    if (!ctx_ || EVP_DigestInit_ex(ctx_.get(), EVP_sha256(), nullptr) != 1)
-      throw Error("cannot start a SHA-256 digest (OpenSSL)");
-  }
-  void update(const void* p, size_t n) { EVP_DigestUpdate(ctx_.get(), p, n); }
-  std::string hex() {
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int len = 0;
-    EVP_DigestFinal_ex(ctx_.get(), md, &len);
-    std::string out;
-    for (unsigned int i = 0; i < len; ++i) out += fmt::format("{:02x}", md[i]);
-    return out;
-  }
-
- private:
-  MdCtx ctx_;
-};
 
 std::string octal(int mode) { return fmt::format("{:04o}", mode); }
 

@@ -123,12 +123,12 @@ fi
 # --- download and unpack --------------------------------------------------------------
 mkdir -p "$out" "$cache/debs"
 deb_of() { local f; f=$(ls "$cache/debs/${1}_${2//:/%3a}_"*.deb 2>/dev/null | head -1); echo "$f"; }
-todo=()
-for p in "$kernel_pkg" "${packages[@]}"; do [ -n "$(deb_of "$p" "${ver[$p]}")" ] || todo+=("$p=${ver[$p]}"); done
-if ((${#todo[@]})); then
-  log "downloading ${#todo[@]} packages"
-  (cd "$cache/debs" && apt-get -o APT::Sandbox::User=root download -qq "${todo[@]}" >/dev/null) ||
-    die "apt-get download failed for: ${todo[*]}"
+wanted=()
+for p in "$kernel_pkg" "${packages[@]}"; do [ -n "$(deb_of "$p" "${ver[$p]}")" ] || wanted+=("$p=${ver[$p]}"); done
+if ((${#wanted[@]})); then
+  log "downloading ${#wanted[@]} packages"
+  (cd "$cache/debs" && apt-get -o APT::Sandbox::User=root download -qq "${wanted[@]}" >/dev/null) ||
+    die "apt-get download failed for: ${wanted[*]}"
 fi
 
 work=$(mktemp -d "$cache/work.XXXXXX")

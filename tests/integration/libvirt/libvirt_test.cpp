@@ -332,17 +332,23 @@ TEST_F(LibvirtDriver, KillPowersOffAtOnce) {
   EXPECT_EQ(domain_active(domain_of("vm-b")), 0);
 }
 
-TEST_F(LibvirtDriver, InterruptedCreateLeavesNothing) {
-  auto p = cli().start({"create", "-d", "libvirt", "vm-int"});
-  const fs::path dir = cli().machine_dir("vm-int");
-  // Interrupt while the VM boots: its console has started filling.
+// Starts `berth create NAME` and returns once the VM boots (its console has started filling).
+Process start_create_until_booting(const BerthCli& cli, const std::string& name) {
+  auto p = cli.start({"create", "-d", "libvirt", name});
+  const fs::path console = cli.machine_dir(name) / "console.log";
   bool booting = eventually(
       [&] {
         std::error_code ec;
-        return fs::file_size(dir / "console.log", ec) > 0 && !ec;
+        return fs::file_size(console, ec) > 0 && !ec;
       },
       180s, 100ms);
   EXPECT_TRUE(booting) << p.stderr_so_far();
+  return p;
+}
+
+TEST_F(LibvirtDriver, InterruptedCreateLeavesNothing) {
+  const fs::path dir = cli().machine_dir("vm-int");
+  auto p = start_create_until_booting(cli(), "vm-int");
   p.signal(SIGINT);
   auto r = p.wait(120s);
   EXPECT_EQ(r.exit_code, 130) << r.describe();
@@ -352,15 +358,8 @@ TEST_F(LibvirtDriver, InterruptedCreateLeavesNothing) {
 }
 
 TEST_F(LibvirtDriver, KilledCreateIsCleanedByRmForce) {
-  auto p = cli().start({"create", "-d", "libvirt", "vm-kill"});
   const fs::path dir = cli().machine_dir("vm-kill");
-  bool booting = eventually(
-      [&] {
-        std::error_code ec;
-        return fs::file_size(dir / "console.log", ec) > 0 && !ec;
-      },
-      180s, 100ms);
-  EXPECT_TRUE(booting) << p.stderr_so_far();
+  auto p = start_create_until_booting(cli(), "vm-kill");
   p.signal(SIGKILL);
   p.wait(30s);
   EXPECT_EQ(domains("berth-vm-kill-").size(), 1u) << "the VM outlives a SIGKILLed berth";

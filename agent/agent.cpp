@@ -12,14 +12,20 @@
 #include <optional>
 
 #include "agent/api/api.h"
+#include "agent/api/routes.h"
 #include "agent/api/system.h"
 #include "agent/build_info.h"
 #include "agent/config.h"
 #include "agent/daemon.h"
+#include "agent/engine.h"
 #include "agent/host_info.h"
+#include "agent/image/image_store.h"
 #include "agent/log.h"
+#include "agent/network/network_manager.h"
+#include "agent/runtime/container_manager.h"
 #include "agent/server.h"
 #include "agent/tls_context.h"
+#include "agent/volume/volume_store.h"
 #include "core/error.h"
 
 namespace berth::agent {
@@ -70,19 +76,38 @@ int run_agent(const RunOptions& options) {
     TlsContextHolder tls(make_server_tls_context(config.tls));
     auto host = std::make_shared<HostSystemInfo>(config.data_root);
 
+    EngineOptions engine_options;
+    engine_options.data_root = config.data_root;
+    engine_options.insecure_registries = config.insecure_registries;
+    engine_options.registry_mirrors = config.registry_mirrors;
+    std::error_code self_ec;
+    engine_options.agent_path = std::filesystem::read_symlink("/proc/self/exe", self_ec).string();
+
+    if (options.daemon) report = daemonize();
+
+    image::ImageStore images(config.data_root + "/image");
+    volume::VolumeStore volumes(config.data_root + "/volumes");
+    network::NetworkManager networks(config.data_root + "/network");
+    runtime::ContainerManager containers;
+    Engine engine{engine_options, *log, images, volumes, networks, containers};
+    networks.init();
+    containers.restore(engine);
+
     api::Router router;
     api::add_system_routes(
         router, host,
         {config.data_root, config.labels, config.insecure_registries, config.registry_mirrors});
+    api::add_image_routes(router, engine);
+    api::add_container_routes(router, engine);
+    api::add_network_routes(router, engine);
+    api::add_volume_routes(router, engine);
     const api::Api api(std::move(router));
-
-    if (options.daemon) report = daemonize();
 
     asio::io_context io(1);
     ServerOptions server_options;
     server_options.listen = config.listen;
     server_options.port = config.port;
-    Server server(io, server_options, tls, api, *log);
+    Server server(server_options, tls, api, *log);
     PidFile pid_file(config.pid_file);
 
     asio::signal_set signals(io, SIGINT, SIGTERM, SIGHUP);
@@ -114,6 +139,8 @@ int run_agent(const RunOptions& options) {
     report.ready();
 
     io.run();
+    server.stop();
+    containers.shutdown();
     log->info("berth-agent stopped");
     return kExitOk;
   } catch (const std::exception& e) {

@@ -1,13 +1,19 @@
 // berth-agent --config /etc/berth/agent.json [--daemon] [--pidfile PATH] | --version
 #include <CLI/CLI.hpp>
+#include <cstring>
 #include <iostream>
 
 #include "agent/agent.h"
 #include "agent/build_info.h"
 #include "agent/config.h"
+#include "agent/runtime/container_manager.h"
 #include "core/error.h"
 
 int main(int argc, char** argv) {
+  // The per-container supervisor the agent starts; not for people.
+  if (argc >= 2 && std::strcmp(argv[1], "shim") == 0) {
+    return berth::agent::runtime::shim_main(argc - 2, argv + 2);
+  }
   CLI::App app{"berth-agent: serves the Docker Engine API over mutual TLS", "berth-agent"};
   berth::agent::RunOptions options;
   options.config_path = berth::agent::kDefaultConfigPath;

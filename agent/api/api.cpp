@@ -66,6 +66,13 @@ int compare_api_versions(std::string_view a, std::string_view b) {
   return 0;
 }
 
+RouteOptions Api::route_options(std::string_view method, std::string_view target) const {
+  auto split = split_target(target);
+  if (!split) return {};
+  auto match = router_.match(method, split->path);
+  return match ? match->options : RouteOptions{};
+}
+
 Response Api::handle(Request request) const {
   Response response;
   auto target = split_target(request.target);
@@ -90,6 +97,8 @@ Response Api::handle(Request request) const {
     request.params = std::move(match->params);
     try {
       response = (*match->handler)(request);
+    } catch (const HttpError& e) {
+      response = Response::error(e.status(), e.what());
     } catch (const NotFound& e) {
       response = Response::error(404, e.what());
     } catch (const UserError& e) {

@@ -15,6 +15,10 @@ class Api {
   // Never throws. `request` needs method, target, headers, body and client_cn.
   Response handle(Request request) const;
 
+  // The options of the route `target` would reach (defaults when none), so the
+  // server knows before reading the body whether the handler streams it.
+  RouteOptions route_options(std::string_view method, std::string_view target) const;
+
  private:
   Router router_;
 };

@@ -30,11 +30,12 @@ std::string join(const std::vector<std::string_view>& parts, std::size_t from, s
 
 }  // namespace
 
-void Router::add(std::string method, std::string_view pattern, Handler handler) {
+void Router::add(std::string method, std::string_view pattern, Handler handler,
+                 RouteOptions options) {
   auto parts = split_path(pattern);
   if (!parts)
     throw std::invalid_argument("route pattern must start with '/': " + std::string(pattern));
-  Route route{std::move(method), {}, std::move(handler)};
+  Route route{std::move(method), {}, std::move(handler), options};
   for (std::string_view part : *parts) {
     if (part.size() >= 2 && part.front() == '{' && part.back() == '}') {
       std::string_view name = part.substr(1, part.size() - 2);
@@ -86,7 +87,7 @@ std::optional<Router::Match> Router::match(std::string_view method, std::string_
     if (route.method != method) continue;
     Params params;
     if (match_segments(route.segments, 0, *parts, 0, params))
-      return Match{&route.handler, std::move(params)};
+      return Match{&route.handler, std::move(params), route.options};
   }
   return std::nullopt;
 }

@@ -17,14 +17,22 @@ namespace berth::agent::api {
 
 using Handler = std::function<Response(const Request&)>;
 
+struct RouteOptions {
+  // The handler reads the body itself through Request::body_reader, with no
+  // size limit (docker load, image import, archive uploads).
+  bool stream_body = false;
+};
+
 class Router {
  public:
   // Throws std::invalid_argument for a malformed pattern (a programming error).
-  void add(std::string method, std::string_view pattern, Handler handler);
+  void add(std::string method, std::string_view pattern, Handler handler,
+           RouteOptions options = {});
 
   struct Match {
     const Handler* handler;
     Params params;
+    RouteOptions options;
   };
   // `path` is already percent-decoded and has no version prefix or query.
   std::optional<Match> match(std::string_view method, std::string_view path) const;
@@ -38,6 +46,7 @@ class Router {
     std::string method;
     std::vector<Segment> segments;
     Handler handler;
+    RouteOptions options;
   };
   static bool match_segments(const std::vector<Segment>& pattern, std::size_t pi,
                              const std::vector<std::string_view>& path, std::size_t si,

@@ -10,6 +10,9 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <future>
 #include <thread>
 
@@ -36,6 +39,44 @@ api::Api make_api() {
   r.add("POST", "/echo-size", [](const api::Request& req) {
     return api::Response::text(200, std::to_string(req.body.size()));
   });
+  r.add(
+      "POST", "/upload",
+      [](const api::Request& req) {
+        std::size_t total = 0;
+        char buf[4096];
+        while (std::size_t n = req.body_reader->read(buf, sizeof buf)) total += n;
+        return api::Response::text(200, std::to_string(total));
+      },
+      api::RouteOptions{.stream_body = true});
+  r.add("GET", "/count", [](const api::Request&) {
+    api::Response res;
+    res.stream = [](api::StreamWriter& w) {
+      for (int i = 1; i <= 3; ++i) w.write(std::to_string(i) + "\n");
+    };
+    return res;
+  });
+  // Echoes what the client sends, prefixed, until the client half-closes.
+  r.add("POST", "/attach", [](const api::Request&) {
+    api::Response res;
+    res.headers.set("Content-Type", "application/vnd.docker.raw-stream");
+    res.hijack = [](api::Connection& c) {
+      int sv[2];
+      ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+      std::thread peer([fd = sv[1]] {
+        std::string in;
+        char buf[256];
+        ssize_t n;
+        while ((n = ::read(fd, buf, sizeof buf)) > 0) in.append(buf, static_cast<std::size_t>(n));
+        std::string out = "got:" + in;
+        ::write(fd, out.data(), out.size());
+        ::close(fd);
+      });
+      c.pump(sv[0], sv[0]);
+      peer.join();
+      ::close(sv[0]);
+    };
+    return res;
+  });
   return api::Api(std::move(r));
 }
 
@@ -46,9 +87,8 @@ class AgentServer : public ::testing::Test {
   api::Api api = make_api();
   std::unique_ptr<Logger> log;
   std::unique_ptr<TlsContextHolder> tls;
-  asio::io_context server_io{1};
   std::unique_ptr<Server> server;
-  std::thread server_thread;
+  bool server_running = false;
 
   asio::io_context client_io;
   ssl::context client_ctx{ssl::context::tls_client};
@@ -67,9 +107,9 @@ class AgentServer : public ::testing::Test {
     options.body_timeout = 300ms;
     options.max_body_bytes = 1024;
     options.max_header_bytes = 2048;
-    server = std::make_unique<Server>(server_io, options, *tls, api, *log);
+    server = std::make_unique<Server>(options, *tls, api, *log);
     server->start();
-    server_thread = std::thread([this] { server_io.run(); });
+    server_running = true;
 
     client_ctx.load_verify_file(pki.cert("ca").string());
     client_ctx.use_certificate_chain_file(pki.cert("client").string());
@@ -79,16 +119,13 @@ class AgentServer : public ::testing::Test {
 
   void TearDown() override { stop_server(); }
 
-  // Stops the server on its own thread; true when run() returned within `timeout`.
+  // True when stop() returned within `timeout`.
   bool stop_server(std::chrono::milliseconds timeout = 3s) {
-    if (!server_thread.joinable()) return true;
-    asio::post(server_io, [this] { server->stop(); });
-    auto done = std::async(std::launch::async, [this] { server_thread.join(); });
+    if (!server_running) return true;
+    server_running = false;
+    auto done = std::async(std::launch::async, [this] { server->stop(); });
     bool ok = done.wait_for(timeout) == std::future_status::ready;
-    if (!ok) {
-      server_io.stop();
-      done.wait();
-    }
+    done.wait();
     return ok;
   }
 
@@ -219,6 +256,56 @@ TEST_F(AgentServer, HandshakeWithoutClientCertificateFails) {
     if (!ec) http::read(s, buf, res, ec);
   }
   EXPECT_TRUE(ec) << "a client without a certificate got a response";
+}
+
+TEST_F(AgentServer, StreamedBodyHasNoSizeLimit) {
+  auto s = connect();
+  http::request<http::string_body> req{http::verb::post, "/upload", 11};
+  req.body() = std::string(100'000, 'x');  // far over max_body_bytes (1024)
+  req.prepare_payload();
+  http::write(*s, req);
+  auto res = read_response(*s);
+  EXPECT_EQ(res.result_int(), 200u);
+  EXPECT_EQ(res.body(), "100000");
+}
+
+TEST_F(AgentServer, StreamedResponseIsChunked) {
+  auto s = connect();
+  http::request<http::empty_body> req{http::verb::get, "/count", 11};
+  http::write(*s, req);
+  auto res = read_response(*s);
+  EXPECT_EQ(res.result_int(), 200u);
+  EXPECT_TRUE(res.chunked());
+  EXPECT_EQ(res.body(), "1\n2\n3\n");
+  // The connection stays usable after a chunked body.
+  http::request<http::empty_body> again{http::verb::get, "/hello", 11};
+  http::write(*s, again);
+  EXPECT_EQ(read_response(*s).body(), "hello client-cn");
+}
+
+TEST_F(AgentServer, HijackUpgradesAndPumpsBothWaysWithHalfClose) {
+  // Plain OpenSSL on a socket: the client must send close_notify (its
+  // half-close, as the docker CLI's CloseWrite does) and go on reading.
+  tcp::socket sock(client_io);
+  sock.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), server->port()));
+  std::unique_ptr<SSL, decltype(&SSL_free)> ssl(SSL_new(client_ctx.native_handle()), &SSL_free);
+  SSL_set_fd(ssl.get(), sock.native_handle());
+  ASSERT_EQ(SSL_connect(ssl.get()), 1);
+  std::string raw =
+      "POST /attach HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n"
+      "Content-Length: 0\r\n\r\nhello";  // stdin bytes right behind the request
+  ASSERT_GT(SSL_write(ssl.get(), raw.data(), static_cast<int>(raw.size())), 0);
+  ASSERT_GT(SSL_write(ssl.get(), " world", 6), 0);
+  SSL_shutdown(ssl.get());
+  std::string out;
+  char chunk[256];
+  int n;
+  while ((n = SSL_read(ssl.get(), chunk, sizeof chunk)) > 0) out.append(chunk, static_cast<std::size_t>(n));
+  auto body = out.find("\r\n\r\n");
+  ASSERT_NE(body, std::string::npos) << out;
+  EXPECT_TRUE(out.starts_with("HTTP/1.1 101 UPGRADED\r\n")) << out;
+  EXPECT_NE(out.find("Upgrade: tcp\r\n"), std::string::npos) << out;
+  EXPECT_EQ(out.substr(body + 4), "got:hello world");
 }
 
 TEST_F(AgentServer, StopClosesOpenConnections) {

@@ -1,0 +1,13 @@
+#pragma once
+// Each module's Engine API routes. dockerd's paths, without the /vX.Y prefix.
+#include "agent/api/router.h"
+#include "agent/engine.h"
+
+namespace berth::agent::api {
+
+void add_image_routes(Router& router, Engine& engine);      // /images/*, /build is absent
+void add_container_routes(Router& router, Engine& engine);  // /containers/*, /exec/*
+void add_network_routes(Router& router, Engine& engine);    // /networks/*
+void add_volume_routes(Router& router, Engine& engine);     // /volumes/*
+
+}  // namespace berth::agent::api

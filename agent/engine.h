@@ -1,0 +1,36 @@
+#pragma once
+// The stores and managers behind the Engine API, built once by run_agent() and
+// shared by every connection thread. Each module's routes are added by its own
+// add_*_routes() in agent/api/.
+#include <string>
+#include <vector>
+
+#include "agent/image/image_store.h"
+#include "agent/log.h"
+#include "agent/network/network_manager.h"
+#include "agent/volume/volume_store.h"
+
+namespace berth::agent {
+
+namespace runtime {
+class ContainerManager;
+}
+
+struct EngineOptions {
+  std::string data_root = "/var/lib/berth";
+  std::vector<std::string> insecure_registries;  // host[:port] or CIDR
+  std::vector<std::string> registry_mirrors;     // URLs, for docker.io
+  std::string runtime_path = "crun";             // the OCI runtime binary
+  std::string agent_path;  // this binary, for "berth-agent shim" (from /proc/self/exe)
+};
+
+struct Engine {
+  EngineOptions options;
+  Logger& log;
+  image::ImageStore& images;
+  volume::VolumeStore& volumes;
+  network::NetworkManager& networks;
+  runtime::ContainerManager& containers;
+};
+
+}  // namespace berth::agent

@@ -90,13 +90,21 @@ int run_agent(const RunOptions& options) {
     network::NetworkManager networks(config.data_root + "/network");
     runtime::ContainerManager containers;
     Engine engine{engine_options, *log, images, volumes, networks, containers};
+    images.set_in_use_check(
+        [&containers](const std::string& id) { return !containers.users_of_image(id).empty(); });
+    volumes.set_users_query(
+        [&containers](const std::string& name) { return containers.users_of_volume(name); });
     networks.init();
     containers.restore(engine);
 
     api::Router router;
-    api::add_system_routes(
-        router, host,
-        {config.data_root, config.labels, config.insecure_registries, config.registry_mirrors});
+    api::add_system_routes(router, host,
+                           {config.data_root, config.labels, config.insecure_registries,
+                            config.registry_mirrors, [&containers, &images] {
+                              auto c = containers.counts();
+                              return api::EngineCounts{c.running, c.paused, c.stopped,
+                                                       images.count()};
+                            }});
     api::add_image_routes(router, engine);
     api::add_container_routes(router, engine);
     api::add_network_routes(router, engine);

@@ -107,12 +107,12 @@ json info_json(const HostFacts& host, const EngineSettings& engine) {
   const CgroupSupport& c = host.cgroups;
   json j;
   j["ID"] = host.engine_id;
-  // No container runtime yet: nothing exists, and the numbers say so.
-  j["Containers"] = 0;
-  j["ContainersRunning"] = 0;
-  j["ContainersPaused"] = 0;
-  j["ContainersStopped"] = 0;
-  j["Images"] = 0;
+  const EngineCounts n = engine.counts ? engine.counts() : EngineCounts{};
+  j["Containers"] = n.running + n.paused + n.stopped;
+  j["ContainersRunning"] = n.running;
+  j["ContainersPaused"] = n.paused;
+  j["ContainersStopped"] = n.stopped;
+  j["Images"] = n.images;
   j["Driver"] = "overlay2";
   j["DriverStatus"] = json::array();
   j["Plugins"] = {{"Volume", {"local"}},

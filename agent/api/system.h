@@ -1,6 +1,6 @@
 #pragma once
-// System routes: /_ping, /version, /info. There is no container runtime yet,
-// so /info reports zero containers and images.
+// System routes: /_ping, /version, /info.
+#include <functional>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -12,12 +12,18 @@
 
 namespace berth::agent::api {
 
+struct EngineCounts {
+  int running = 0, paused = 0, stopped = 0;
+  std::size_t images = 0;
+};
+
 // What /info reports from the agent's configuration.
 struct EngineSettings {
   std::string data_root;
   std::vector<std::string> labels;
   std::vector<std::string> insecure_registries;  // CIDRs or host[:port]
   std::vector<std::string> registry_mirrors;
+  std::function<EngineCounts()> counts;  // containers and images; zeros when unset
 };
 
 Response ping(const Request& request);

@@ -36,8 +36,8 @@ void Steps::finish_current() {
   current_.clear();
 }
 
-DriverContext driver_context(Context& ctx, const std::string& name) {
-  return DriverContext{name, ctx.store().machine_dir(name), ctx.cancel()};
+DriverContext driver_context(Context& ctx, const std::string& name, int engine_port) {
+  return DriverContext{name, ctx.store().machine_dir(name), ctx.cancel(), engine_port};
 }
 
 const DriverFactory& driver_factory(Context& ctx, const MachineRecord& record) {
@@ -49,7 +49,8 @@ const DriverFactory& driver_factory(Context& ctx, const MachineRecord& record) {
 }
 
 std::unique_ptr<Driver> load_driver(Context& ctx, const MachineRecord& record) {
-  return driver_factory(ctx, record).load(record.driver_state, driver_context(ctx, record.name));
+  return driver_factory(ctx, record).load(record.driver_state,
+                                            driver_context(ctx, record.name, record.engine.port));
 }
 
 std::string machine_url(Context& ctx, const MachineRecord& record) {

@@ -33,7 +33,7 @@ class Steps {
   std::chrono::steady_clock::time_point started_;
 };
 
-DriverContext driver_context(Context& ctx, const std::string& name);
+DriverContext driver_context(Context& ctx, const std::string& name, int engine_port = 2376);
 std::unique_ptr<Driver> load_driver(Context& ctx, const MachineRecord& record);
 const DriverFactory& driver_factory(Context& ctx, const MachineRecord& record);
 

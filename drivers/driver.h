@@ -71,6 +71,7 @@ struct DriverContext {
   std::string machine_name;
   std::filesystem::path machine_dir;   // 0700, owned by this machine
   CancelToken cancel;
+  int engine_port = 2376;  // where the agent listens on the host (--engine-port)
 };
 
 // One machine's backend. Contracts:

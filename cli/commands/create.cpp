@@ -80,7 +80,7 @@ void run_create(Context& ctx, CreateOptions& o) {
     throw UserError(fmt::format("machine '{}' already exists; pick another name or 'berth rm {}' first", o.name, o.name));
 
   install_interrupt_handler(ctx);
-  auto driver = factory.make(flags, driver_context(ctx, o.name));
+  auto driver = factory.make(flags, driver_context(ctx, o.name, o.engine.port));
   refuse_shared_host(ctx, o.name, *driver);
   driver->pre_create_check();
   tls::ensure_store_certs(store.certs_dir(), tls::parse_key_type(o.tls_key_type));

@@ -51,6 +51,7 @@ struct LibvirtState {
   std::string accel;         // kvm | tcg; "" until decided
   int ssh_port = 0;          // host side of the forwards (user networking)
   int agent_port = 0;
+  int guest_agent_port = 2376;  // --engine-port: where the agent listens in the guest
   std::string mac;
   std::string ip;            // named networks: the DHCP lease
 };
@@ -306,6 +307,7 @@ class LibvirtDriver final : public Driver {
             {"accel", s_.accel},
             {"ssh_port", s_.ssh_port},
             {"agent_port", s_.agent_port},
+            {"guest_agent_port", s_.guest_agent_port},
             {"mac", s_.mac},
             {"ip", s_.ip},
             {"domain", domain_name()}};
@@ -556,7 +558,7 @@ class LibvirtDriver final : public Driver {
     d.network = s_.network;
     d.ssh_port = s_.ssh_port;
     d.agent_port = s_.agent_port;
-    d.guest_agent_port = kGuestAgentPort;
+    d.guest_agent_port = s_.guest_agent_port;
     d.mac = s_.mac;
     d.dac_label = dac_label();
     return d;
@@ -692,6 +694,7 @@ LibvirtState state_from_json(const nlohmann::json& j) {
   s.accel = j.value("accel", "");
   s.ssh_port = j.value("ssh_port", 0);
   s.agent_port = j.value("agent_port", 0);
+  s.guest_agent_port = j.value("guest_agent_port", kGuestAgentPort);
   s.mac = j.value("mac", "");
   s.ip = j.value("ip", "");
   return s;
@@ -742,6 +745,7 @@ std::unique_ptr<Driver> LibvirtDriverFactory::make(const FlagValues& flags, cons
   s.disk_mb = flags.get_int("libvirt-disk-size", 5000);
   s.network = flags.get("libvirt-network", "user");
   s.accel_wanted = flags.get("libvirt-accel", "auto");
+  s.guest_agent_port = ctx.engine_port;
   s.image_sha256 = flags.get("libvirt-image-sha256");
   for (auto& c : s.image_sha256) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   if (s.uri.empty()) throw UserError("machine '" + m + "': --libvirt-uri must not be empty");

@@ -163,5 +163,18 @@ TEST(Registry, LibvirtIsListedFirst) {
   EXPECT_EQ(reg.all().front()->name(), "libvirt");
 }
 
+TEST(LibvirtFactory, EnginePortIsTheForwardedGuestPort) {
+  Fixture fx;
+  LibvirtDriverFactory f;
+  DriverContext ctx = fx.ctx();
+  ctx.engine_port = 3376;
+  auto d = f.make(fx.flags(), ctx);
+  EXPECT_EQ(d->save_state().value("guest_agent_port", 0), 3376);
+  // Records made before the field existed forward to the default port.
+  nlohmann::json old = d->save_state();
+  old.erase("guest_agent_port");
+  EXPECT_EQ(f.load(old, fx.ctx())->save_state().value("guest_agent_port", 0), 2376);
+}
+
 }  // namespace
 }  // namespace berth

@@ -87,7 +87,9 @@ int run_agent(const RunOptions& options) {
 
     image::ImageStore images(config.data_root + "/image");
     volume::VolumeStore volumes(config.data_root + "/volumes");
-    network::NetworkManager networks(config.data_root + "/network");
+    network::NetworkSettings network_settings;
+    network_settings.manage_host = config.manage_network;
+    network::NetworkManager networks(config.data_root + "/network", network_settings);
     runtime::ContainerManager containers;
     Engine engine{engine_options, *log, images, volumes, networks, containers};
     images.set_in_use_check(

@@ -84,6 +84,10 @@ AgentConfig parse_config(std::string_view text, const std::string& source) {
   c.opts = get_list(doc, "opts", source, true);
   c.insecure_registries = get_list(doc, "insecure_registries", source, false);
   c.registry_mirrors = get_list(doc, "registry_mirrors", source, false);
+  if (auto it = doc.find("manage_network"); it != doc.end() && !it->is_null()) {
+    if (!it->is_boolean()) fail(source, "\"manage_network\" must be true or false");
+    c.manage_network = it->get<bool>();
+  }
   return c;
 }
 

@@ -28,6 +28,9 @@ struct AgentConfig {
   std::vector<std::string> opts;    // name=value engine options
   std::vector<std::string> insecure_registries;
   std::vector<std::string> registry_mirrors;
+  // False: the agent makes no bridges, iptables rules, sysctls or DNS servers
+  // (containers then only get "host" and "none"). For tests on a build host.
+  bool manage_network = true;
 };
 
 inline constexpr const char* kDefaultConfigPath = "/etc/berth/agent.json";

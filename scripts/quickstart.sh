@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The main job: set up, build berth and berth-os, create the machine `dev` with
-# the default (libvirt) driver, and talk to it with the docker CLI.
+# the default (libvirt) driver, and run a container on it with the docker CLI.
+# The machine has no internet here, so busybox is built locally from Debian's
+# busybox-static (scripts/make-test-image.sh) and loaded with `docker load`.
 # Usage: scripts/quickstart.sh            (as root)
 #        scripts/quickstart.sh --down     removes the machine
 set -euo pipefail
@@ -20,7 +22,10 @@ if "$berth" ls -q | grep -qx "$name"; then "$berth" rm -f "$name"; fi
 "$berth" ls
 eval "$("$berth" env "$name")"
 docker version
-docker info
+image="$build/busybox.tar"
+"$here/scripts/make-test-image.sh" "$image" busybox:latest
+docker load -i "$image"
+docker run --rm busybox echo hello from berth
 echo
-echo "Done. Try: eval \"\$($berth env $name)\"; docker info"
+echo "Done. Try: eval \"\$($berth env $name)\"; docker run -it --rm busybox sh"
 echo "Remove it with: $0 --down"

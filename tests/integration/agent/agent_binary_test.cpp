@@ -80,6 +80,7 @@ class AgentBinary : public ::testing::Test {
         {"log_file", log},
         {"pid_file", pidfile},
         {"data_root", tmp.path / "data"},
+        {"manage_network", false},  // never a bridge or iptables rule on the build host
         {"labels", {"berth.test=yes"}}};
     c.merge_patch(overrides);
     write_text(config, c.dump());

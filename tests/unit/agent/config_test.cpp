@@ -43,7 +43,8 @@ TEST(Config, ReadsEveryField) {
     "tls": {"ca": "/x/ca.pem", "cert": "/x/s.pem", "key": "/x/k.pem"},
     "log_file": "/tmp/a.log", "pid_file": "/tmp/a.pid", "data_root": "/srv/berth",
     "labels": ["k=v", "zone=eu-1"], "env": ["HTTP_PROXY=http://p:3128"], "opts": ["log-level=debug"],
-    "insecure_registries": ["10.0.0.0/8", "reg:5000"], "registry_mirrors": ["https://m.example"]
+    "insecure_registries": ["10.0.0.0/8", "reg:5000"], "registry_mirrors": ["https://m.example"],
+    "manage_network": false
   })",
                                "agent.json");
   EXPECT_EQ(c.listen, "::");
@@ -59,6 +60,12 @@ TEST(Config, ReadsEveryField) {
   EXPECT_EQ(c.opts, (std::vector<std::string>{"log-level=debug"}));
   EXPECT_EQ(c.insecure_registries, (std::vector<std::string>{"10.0.0.0/8", "reg:5000"}));
   EXPECT_EQ(c.registry_mirrors, (std::vector<std::string>{"https://m.example"}));
+  EXPECT_FALSE(c.manage_network);
+}
+
+TEST(Config, ManageNetworkDefaultsOnAndMustBeABoolean) {
+  EXPECT_TRUE(parse_config("{}", "agent.json").manage_network);
+  EXPECT_THROW(parse_config(R"({"manage_network": "no"})", "agent.json"), UserError);
 }
 
 TEST(Config, PartialTlsKeepsOtherDefaults) {

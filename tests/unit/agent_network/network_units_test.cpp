@@ -1,0 +1,214 @@
+// Pure parts of the network module: IPAM, MACs, DNS messages, iptables argv.
+#include <gtest/gtest.h>
+
+#include "agent/api/http.h"
+#include "agent/network/dns.h"
+#include "agent/network/iptables.h"
+#include "agent/network/ipam.h"
+#include "agent/network/util.h"
+
+namespace berth::agent::network {
+namespace {
+
+std::uint32_t ip(const char* s) { return *parse_ipv4(s); }
+
+TEST(Ipv4Net, ParsesAndMasks) {
+  auto n = Ipv4Net::parse("172.18.5.9/16");
+  ASSERT_TRUE(n);
+  EXPECT_EQ(n->str(), "172.18.0.0/16");
+  EXPECT_EQ(format_ipv4(n->broadcast()), "172.18.255.255");
+  EXPECT_TRUE(n->contains(ip("172.18.200.1")));
+  EXPECT_FALSE(n->contains(ip("172.19.0.1")));
+  EXPECT_FALSE(Ipv4Net::parse("172.18.0.0"));
+  EXPECT_FALSE(Ipv4Net::parse("172.18.0.0/33"));
+  EXPECT_FALSE(Ipv4Net::parse("bad/8"));
+  EXPECT_TRUE(Ipv4Net::parse("10.0.0.0/8")->overlaps(*Ipv4Net::parse("10.1.0.0/16")));
+  EXPECT_FALSE(Ipv4Net::parse("10.0.0.0/16")->overlaps(*Ipv4Net::parse("10.1.0.0/16")));
+}
+
+TEST(Ipam, PicksSubnetsLikeDocker) {
+  std::vector<Ipv4Net> used = {*Ipv4Net::parse("172.17.0.0/16")};
+  EXPECT_EQ(pick_subnet(used).str(), "172.18.0.0/16");
+  used.push_back(*Ipv4Net::parse("172.18.0.0/16"));
+  used.push_back(*Ipv4Net::parse("172.19.3.0/24"));  // overlaps 172.19/16
+  EXPECT_EQ(pick_subnet(used).str(), "172.20.0.0/16");
+  used.push_back(*Ipv4Net::parse("172.16.0.0/12"));  // all of 172.16-31
+  EXPECT_EQ(pick_subnet(used).str(), "192.168.0.0/20");
+}
+
+TEST(Ipam, AllocatesLowestFreeSkipsGatewayNoDuplicates) {
+  Ipam ipam(*Ipv4Net::parse("172.17.0.0/16"), ip("172.17.0.1"));
+  EXPECT_EQ(format_ipv4(ipam.allocate("a")), "172.17.0.2");
+  EXPECT_EQ(format_ipv4(ipam.allocate("b")), "172.17.0.3");
+  EXPECT_EQ(format_ipv4(ipam.allocate("a")), "172.17.0.2");  // same owner, same lease
+  ipam.release("a");
+  EXPECT_FALSE(ipam.lease_of("a"));
+  EXPECT_EQ(format_ipv4(ipam.allocate("c")), "172.17.0.2");  // reused after release
+  EXPECT_EQ(ipam.leases().size(), 2u);
+}
+
+TEST(Ipam, HonoursRequestedAddress) {
+  Ipam ipam(*Ipv4Net::parse("10.5.0.0/24"), ip("10.5.0.1"));
+  EXPECT_EQ(format_ipv4(ipam.allocate("a", "10.5.0.50")), "10.5.0.50");
+  EXPECT_EQ(format_ipv4(ipam.allocate("b")), "10.5.0.2");
+  auto status = [&](const std::string& owner, const std::string& req) {
+    try {
+      ipam.allocate(owner, req);
+      return 0u;
+    } catch (const api::HttpError& e) {
+      return e.status();
+    }
+  };
+  EXPECT_EQ(status("c", "10.5.0.50"), 403u);  // Address already in use
+  EXPECT_EQ(status("c", "10.5.0.1"), 403u);   // the gateway
+  EXPECT_EQ(status("c", "10.6.0.5"), 400u);   // outside
+  EXPECT_EQ(status("c", "10.5.0.255"), 400u);  // broadcast
+  EXPECT_EQ(status("c", "nonsense"), 400u);
+}
+
+TEST(Ipam, ExhaustionIs503AndStateRoundTrips) {
+  Ipam ipam(*Ipv4Net::parse("10.9.0.0/30"), ip("10.9.0.1"));
+  EXPECT_EQ(format_ipv4(ipam.allocate("a")), "10.9.0.2");
+  try {
+    ipam.allocate("b");
+    ADD_FAILURE();
+  } catch (const api::HttpError& e) {
+    EXPECT_EQ(e.status(), 503u);
+  }
+  Ipam copy = Ipam::from_json(ipam.to_json());
+  EXPECT_EQ(copy.subnet(), ipam.subnet());
+  EXPECT_EQ(copy.gateway(), ipam.gateway());
+  EXPECT_EQ(copy.leases(), ipam.leases());
+}
+
+TEST(Mac, DerivedFromAddressLikeDocker) {
+  EXPECT_EQ(mac_for(ip("172.17.0.2")), "02:42:ac:11:00:02");
+  EXPECT_EQ(mac_for(ip("192.168.16.255")), "02:42:c0:a8:10:ff");
+}
+
+TEST(Dns, QueryRoundTripAndAnswer) {
+  std::string q = dns::build_query(0x1234, "Web.MyNet.", dns::kTypeA);
+  auto parsed = dns::parse_query(q);
+  ASSERT_TRUE(parsed);
+  EXPECT_EQ(parsed->id, 0x1234);
+  EXPECT_EQ(parsed->name, "web.mynet");
+  EXPECT_EQ(parsed->type, dns::kTypeA);
+  EXPECT_EQ(parsed->klass, 1);
+  EXPECT_EQ(parsed->question_end, q.size());
+  std::string r = dns::build_response(q, *parsed, dns::kNoError,
+                                      {ip("172.18.0.2"), ip("172.18.0.3")});
+  auto reply = dns::parse_reply(r);
+  ASSERT_TRUE(reply);
+  EXPECT_EQ(reply->id, 0x1234);
+  EXPECT_EQ(reply->rcode, dns::kNoError);
+  ASSERT_EQ(reply->a.size(), 2u);
+  EXPECT_EQ(format_ipv4(reply->a[0]), "172.18.0.2");
+  EXPECT_EQ(format_ipv4(reply->a[1]), "172.18.0.3");
+  // Recursion desired is echoed; the response flag is set.
+  EXPECT_EQ(static_cast<unsigned char>(r[2]) & 0x81, 0x81);
+}
+
+TEST(Dns, RejectsMalformedMessages) {
+  EXPECT_FALSE(dns::parse_query(""));
+  EXPECT_FALSE(dns::parse_query(std::string(11, '\0')));
+  std::string q = dns::build_query(1, "a.b", dns::kTypeA);
+  EXPECT_FALSE(dns::parse_query(q.substr(0, q.size() - 3)));  // truncated question
+  std::string loop = q.substr(0, 12) + std::string("\xc0\x0c", 2) + std::string(4, '\0');
+  EXPECT_FALSE(dns::parse_query(loop));  // a pointer to itself
+  std::string response = q;
+  response[2] = static_cast<char>(response[2] | 0x80);
+  EXPECT_FALSE(dns::parse_query(response));
+}
+
+TEST(Dns, ResolvConfNameservers) {
+  EXPECT_EQ(resolv_nameservers("# x\nnameserver 10.0.2.3\nsearch lan\nnameserver  1.1.1.1 \n"),
+            (std::vector<std::string>{"10.0.2.3", "1.1.1.1"}));
+}
+
+TEST(Dns, ServerAnswersKnownNamesWithoutNetworking) {
+  DnsServer server(
+      ip("127.0.0.1"), 0,
+      [](const std::string& name) -> std::optional<std::vector<std::uint32_t>> {
+        if (name == "web") return std::vector<std::uint32_t>{ip("172.18.0.2")};
+        return std::nullopt;
+      },
+      [] { return std::vector<std::string>{}; });
+  auto a = dns::parse_reply(server.handle(dns::build_query(7, "WEB", dns::kTypeA)));
+  ASSERT_TRUE(a);
+  ASSERT_EQ(a->a.size(), 1u);
+  EXPECT_EQ(format_ipv4(a->a[0]), "172.18.0.2");
+  auto aaaa = dns::parse_reply(server.handle(dns::build_query(8, "web", dns::kTypeAAAA)));
+  ASSERT_TRUE(aaaa);
+  EXPECT_EQ(aaaa->rcode, dns::kNoError);
+  EXPECT_TRUE(aaaa->a.empty());
+  // Unknown with no upstream: SERVFAIL, not silence.
+  auto other = dns::parse_reply(server.handle(dns::build_query(9, "example.org", dns::kTypeA)));
+  ASSERT_TRUE(other);
+  EXPECT_EQ(other->rcode, dns::kServFail);
+}
+
+TEST(Iptables, ArgvAndRules) {
+  Iptables ipt("iptables", [](const std::vector<std::string>&) { return ProcessResult{}; });
+  Rule r{"nat", "BERTH", {"-p", "tcp", "-j", "DNAT"}};
+  EXPECT_EQ(ipt.argv("-A", r), (std::vector<std::string>{"iptables", "--wait", "-t", "nat", "-A",
+                                                          "BERTH", "-p", "tcp", "-j", "DNAT"}));
+  auto ports = port_rules({"tcp", "0.0.0.0", 8080, "172.17.0.2", 80, "berth0"});
+  ASSERT_EQ(ports.size(), 3u);
+  EXPECT_EQ(ports[0].args,
+            (std::vector<std::string>{"-p", "tcp", "-m", "tcp", "--dport", "8080", "-j", "DNAT",
+                                      "--to-destination", "172.17.0.2:80"}));
+  auto bound = port_rules({"udp", "127.0.0.1", 53, "172.17.0.2", 5353, "berth0"});
+  EXPECT_EQ(bound[0].args[0], "-d");
+  EXPECT_EQ(bound[0].args[1], "127.0.0.1/32");
+  EXPECT_EQ(bound[2].table, "filter");
+  auto bridge = bridge_rules({"br-abc", "172.18.0.0/16", false});
+  bool masquerade = false, isolation = false;
+  for (const Rule& b : bridge) {
+    masquerade = masquerade || (b.chain == kPostroutingChain && b.args ==
+                                std::vector<std::string>{"-s", "172.18.0.0/16", "!", "-o", "br-abc",
+                                                         "-j", "MASQUERADE"});
+    isolation = isolation || (b.chain == kIsolation2 &&
+                              b.args == std::vector<std::string>{"-o", "br-abc", "-j", "DROP"});
+  }
+  EXPECT_TRUE(masquerade);
+  EXPECT_TRUE(isolation);
+  for (const Rule& b : bridge_rules({"br-int", "10.0.0.0/24", true}))
+    EXPECT_NE(b.args.back(), "MASQUERADE");  // internal networks never leave
+}
+
+TEST(Iptables, EnsureChecksBeforeAppendingAndRemoveDeletesEveryCopy) {
+  std::vector<std::vector<std::string>> calls;
+  int copies = 0;
+  Iptables ipt("iptables", [&](const std::vector<std::string>& argv) {
+    calls.push_back(argv);
+    ProcessResult r;
+    const std::string& op = argv[4];
+    if (op == "-C") r.exit_code = copies > 0 ? 0 : 1;
+    if (op == "-A" || op == "-I") ++copies, r.exit_code = 0;
+    if (op == "-D") --copies, r.exit_code = 0;
+    return r;
+  });
+  Rule r{"filter", "FORWARD", {"-j", "BERTH-ISOLATION-1"}, true};
+  ipt.ensure(r);
+  ipt.ensure(r);
+  EXPECT_EQ(copies, 1);
+  ASSERT_EQ(calls.size(), 3u);  // -C, -I, -C
+  EXPECT_EQ(calls[1][4], "-I");
+  copies = 3;
+  ipt.remove(r);
+  EXPECT_EQ(copies, 0);
+}
+
+TEST(Filters, ParsesBothShapesAndRefusesUnknownKeys) {
+  auto f = parse_filters(R"({"name":{"a":true,"b":false},"label":["x=y"]})", {"name", "label"});
+  EXPECT_EQ(f["name"], std::vector<std::string>{"a"});
+  EXPECT_EQ(f["label"], std::vector<std::string>{"x=y"});
+  EXPECT_THROW(parse_filters(R"({"nope":["1"]})", {"name"}), api::HttpError);
+  EXPECT_THROW(parse_filters("{", {"name"}), api::HttpError);
+  EXPECT_TRUE(label_matches({{"x", "y"}}, "x"));
+  EXPECT_TRUE(label_matches({{"x", "y"}}, "x=y"));
+  EXPECT_FALSE(label_matches({{"x", "y"}}, "x=z"));
+}
+
+}  // namespace
+}  // namespace berth::agent::network

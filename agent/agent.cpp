@@ -92,8 +92,10 @@ int run_agent(const RunOptions& options) {
     network::NetworkManager networks(config.data_root + "/network", network_settings);
     runtime::ContainerManager containers;
     Engine engine{engine_options, *log, images, volumes, networks, containers};
-    images.set_in_use_check(
-        [&containers](const std::string& id) { return !containers.users_of_image(id).empty(); });
+    images.set_in_use_lookup([&containers](const std::string& id) {
+      auto users = containers.users_of_image(id);
+      return users.empty() ? std::string() : users.front();
+    });
     volumes.set_users_query(
         [&containers](const std::string& name) { return containers.users_of_volume(name); });
     networks.init();

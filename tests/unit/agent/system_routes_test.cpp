@@ -103,7 +103,8 @@ struct SystemRoutes : ::testing::Test {
   EngineSettings engine{"/var/lib/berth",
                         {"env=prod", "zone=a"},
                         {"10.0.0.0/8", "fd00::/8", "myregistry:5000"},
-                        {"https://mirror.example/"}};
+                        {"https://mirror.example/"},
+                        {}};
 
   Response get(const std::string& target, const std::string& method = "GET") {
     Router router;
@@ -225,6 +226,16 @@ TEST_F(SystemRoutes, InfoMatchesTheSpecShapeAndReportsTheHost) {
   EXPECT_EQ(i["MemoryLimit"], true);
   EXPECT_EQ(i["KernelMemoryTCP"], false);
   EXPECT_EQ(i["Warnings"], json::array());  // every cgroup v2 feature dockerd checks is there
+}
+
+TEST_F(SystemRoutes, InfoCountsComeFromTheEngine) {
+  engine.counts = [] { return EngineCounts{2, 1, 4, 7}; };
+  json i = json::parse(get("/info").body);
+  EXPECT_EQ(i["Containers"], 7);
+  EXPECT_EQ(i["ContainersRunning"], 2);
+  EXPECT_EQ(i["ContainersPaused"], 1);
+  EXPECT_EQ(i["ContainersStopped"], 4);
+  EXPECT_EQ(i["Images"], 7);
 }
 
 TEST_F(SystemRoutes, InfoRegistryConfigReflectsTheConfig) {

@@ -1,0 +1,138 @@
+#!/usr/bin/env bash
+# Container figures in one berth-os VM (libvirt, TCG), as root after scripts/setup.sh:
+#  - `docker run --rm busybox true` through berth-agent (timed on the host, CLI included) vs
+#    `crun run` of a bundle with the same rootfs directly in the guest: medians and their ratio;
+#    also `--network none`, to show what the bridge network costs
+#  - `docker version` latency, the floor any docker command pays (CLI start, mTLS round trip)
+#  - `docker ps -a` latency with 100 created (not started) containers
+#  - pull throughput (MB/s) from a docker-registry on the host's 127.0.0.1 (the guest's 10.0.2.2)
+#  - berth-agent's RSS at idle (VmRSS from /proc in the guest), fresh and after the runs above
+# Usage: bench/containers/bench.sh [RUNS]   (default 15; BERTH_BUILD_DIR picks the build,
+#        BERTH_AGENT_BINARY the agent to upload). Prints one figure per line.
+set -euo pipefail
+here=$(cd "$(dirname "$0")/../.." && pwd)
+build=${BERTH_BUILD_DIR:-$here/build}
+berth=${BERTH_BINARY:-$build/cli/berth}
+agent=${BERTH_AGENT_BINARY:-$build/agent/berth-agent}
+runs=${1:-15}
+name=bench-ctr
+for f in "$berth" "$agent" "$here/image/out/vmlinuz"; do
+  [ -e "$f" ] || { echo "bench: $f is missing (build berth, berth-agent and image/build.sh first)" >&2; exit 2; }
+done
+for tool in docker skopeo docker-registry jq curl; do
+  command -v "$tool" >/dev/null || { echo "bench: needs $tool" >&2; exit 2; }
+done
+pgrep -x virtlogd >/dev/null || virtlogd -d
+pgrep -x libvirtd >/dev/null || libvirtd -d
+
+work=$(mktemp -d /tmp/berth-containers-bench-XXXXXX)
+export BERTH_STORAGE_PATH="$work/store" HOME="$work/home" DOCKER_CONFIG="$work/home/.docker"
+export BERTH_AGENT_BINARY="$agent"
+unset DOCKER_HOST DOCKER_TLS_VERIFY DOCKER_CERT_PATH DOCKER_CONTEXT
+mkdir -p "$HOME"
+registry_pid=
+created=
+cleanup() {
+  [ -n "$created" ] && "$berth" rm -f -y "$name" >/dev/null 2>&1 || true
+  [ -n "$registry_pid" ] && kill "$registry_pid" 2>/dev/null && wait "$registry_pid" 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+now_ms() { date +%s%3N; }
+median() { sort -n | awk '{a[NR]=$1} END {if (NR == 0) print "n/a"; else print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+time_runs() {  # N command...: median wall ms
+  local n=$1; shift
+  for _ in $(seq "$n"); do
+    local t0; t0=$(now_ms); "$@" >/dev/null; echo $(( $(now_ms) - t0 ))
+  done | median
+}
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+vm() { "$berth" ssh "$name" "$1"; }
+rss_kb() { vm 'awk "/^VmRSS/ {print \$2}" /proc/$(cat /run/berth-agent.pid)/status'; }
+
+# --- the registry and the images ---
+port=$(free_port)
+mkdir -p "$work/registry"
+cat >"$work/registry/config.yml" <<EOF
+version: 0.1
+log:
+  level: error
+storage:
+  filesystem:
+    rootdirectory: $work/registry/data
+  delete:
+    enabled: true
+http:
+  addr: 127.0.0.1:$port
+EOF
+docker-registry serve "$work/registry/config.yml" >"$work/registry/log" 2>&1 &
+registry_pid=$!
+for _ in $(seq 100); do curl -sf -o /dev/null "http://127.0.0.1:$port/v2/" && break; sleep 0.1; done
+"$here/scripts/make-test-image.sh" "$work/busybox.tar" busybox:latest >/dev/null
+
+# A bigger image for the pull figure: one layer of 32 MiB of random bytes (incompressible,
+# so the bytes on the wire are about the layer's size).
+big="$work/big"
+mkdir -p "$big/src/data" "$big/archive"
+head -c $((32 << 20)) /dev/urandom >"$big/src/data/random.bin"
+tar --owner=0 --group=0 --numeric-owner -C "$big/src" -cf "$big/layer.tar" data
+big_sha=$(sha256sum "$big/layer.tar" | cut -d' ' -f1)
+mkdir -p "$big/archive/$big_sha" && mv "$big/layer.tar" "$big/archive/$big_sha/layer.tar"
+jq -cn --arg d "sha256:$big_sha" '{architecture: "amd64", os: "linux", config: {Cmd: ["sh"]},
+  rootfs: {type: "layers", diff_ids: [$d]}}' >"$big/config.json"
+big_config=$(sha256sum "$big/config.json" | cut -d' ' -f1).json
+mv "$big/config.json" "$big/archive/$big_config"
+jq -cn --arg c "$big_config" --arg l "$big_sha/layer.tar" '[{Config: $c, RepoTags: ["big:latest"], Layers: [$l]}]' \
+  >"$big/archive/manifest.json"
+tar -C "$big/archive" -cf "$work/big.tar" manifest.json "$big_config" "$big_sha"
+skopeo copy --quiet "docker-archive:$work/big.tar" "docker://127.0.0.1:$port/big:latest" --dest-tls-verify=false
+wire_bytes=$(skopeo inspect --raw --tls-verify=false "docker://127.0.0.1:$port/big:latest" |
+  jq '[.layers[].size] | add + 0')
+
+# --- the VM ---
+"$berth" create -q -d libvirt --libvirt-cpus 2 --engine-insecure-registry "10.0.2.2:$port" "$name" >/dev/null
+created=1
+eval "$("$berth" env --shell bash "$name")"
+sleep 5
+echo "berth-agent idle RSS, fresh: $(rss_kb) KiB"
+docker load -q -i "$work/busybox.tar" >/dev/null
+
+# --- docker run vs crun run ---
+docker run --rm busybox true >/dev/null  # warm-up
+run_ms=$(time_runs "$runs" docker run --rm busybox true)
+run_none_ms=$(time_runs "$runs" docker run --rm --network none busybox true)
+# The same rootfs as a plain bundle in the guest (crun spec's defaults, args ["true"]).
+layer=$(tar -xOf "$work/busybox.tar" manifest.json | jq -r '.[0].Layers[0]')
+tar -xOf "$work/busybox.tar" "$layer" >"$work/layer.tar"
+"$berth" scp "$work/layer.tar" "$name:/var/lib/berth/bench-layer.tar" >/dev/null
+vm 'set -e; b=/var/lib/berth/bench-bundle; rm -rf $b; mkdir -p $b/rootfs; tar -xf /var/lib/berth/bench-layer.tar -C $b/rootfs
+cd $b && crun spec && sed -i -e "s/\"terminal\": true/\"terminal\": false/" -e "s/\"sh\"\$/\"true\"/" config.json
+crun run -b $b bench-warm >/dev/null' >/dev/null
+# Timed in the guest from /proc/uptime (10 ms resolution).
+crun_ms=$(vm "i=0; while [ \$i -lt $runs ]; do a=\$(cut -d' ' -f1 /proc/uptime); crun run -b /var/lib/berth/bench-bundle bench-\$i >/dev/null; b=\$(cut -d' ' -f1 /proc/uptime); echo \"\$a \$b\"; i=\$((i+1)); done" |
+  awk '{print int(($2 - $1) * 1000 + 0.5)}' | median)
+echo "docker version (the CLI's start and one mTLS round trip, the floor of any docker command): median $(time_runs "$runs" docker version) ms over $runs runs"
+echo "docker run --rm busybox true (host CLI -> agent -> crun): median $run_ms ms over $runs runs"
+echo "docker run --rm --network none busybox true: median $run_none_ms ms over $runs runs"
+echo "crun run of the same rootfs in the guest: median $crun_ms ms over $runs runs"
+echo "docker run / crun run: $(awk -v a="$run_ms" -v b="$crun_ms" 'BEGIN {printf "%.2f", a / b}')x"
+
+# --- docker ps with 100 containers ---
+for i in $(seq 100); do docker create busybox true >/dev/null; done
+echo "docker ps -a with 100 created (not started) containers: median $(time_runs "$runs" docker ps -a) ms over $runs runs ($(docker ps -a -q | wc -l) listed)"
+echo "docker ps (none running) beside them: median $(time_runs "$runs" docker ps) ms over $runs runs"
+
+# --- pull throughput ---
+pulls=()
+for _ in 1 2 3; do
+  docker rmi -f "10.0.2.2:$port/big:latest" >/dev/null 2>&1 || true
+  t0=$(now_ms)
+  docker pull -q "10.0.2.2:$port/big:latest" >/dev/null
+  pulls+=($(( $(now_ms) - t0 )))
+done
+pull_ms=$(printf '%s\n' "${pulls[@]}" | median)
+echo "docker pull of a one-layer image, $((wire_bytes / 1024)) KiB on the wire, from the host's registry: median $pull_ms ms over 3 pulls, $(awk -v b="$wire_bytes" -v ms="$pull_ms" 'BEGIN {printf "%.1f", b / 1e6 / (ms / 1000)}') MB/s"
+
+sleep 5
+echo "berth-agent idle RSS after the runs above (100 containers kept): $(rss_kb) KiB"

@@ -1,0 +1,46 @@
+#pragma once
+// `crun exec` for the exec API: spawns it with pipes (or a console socket for
+// a TTY) and relays its stdio to a hijacked connection, multiplexed without a
+// TTY, raw with one.
+#include <sys/types.h>
+
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "agent/runtime/fd.h"
+
+namespace berth::agent::api {
+class Connection;
+}
+
+namespace berth::agent::runtime {
+
+struct ExecRequest {
+  std::vector<std::string> argv;  // runtime + "exec" + options, without --tty/console and the id
+  std::string container_id;
+  bool tty = false;
+  bool attach_stdin = false, attach_stdout = false, attach_stderr = false;
+  std::filesystem::path console_dir;  // where the console socket is made
+};
+
+struct ExecProcess {
+  pid_t pid = -1;
+  UniqueFd stdin_w, stdout_r, stderr_r;
+  std::shared_ptr<UniqueFd> master;  // with a TTY
+  std::optional<int> exit_code;      // when it ended before the session began
+};
+
+// Throws std::runtime_error when the runtime cannot start.
+ExecProcess spawn_exec(const ExecRequest& req);
+// Relays between the process and conn until its output ends; returns the exit code.
+int run_exec_session(ExecProcess& proc, const ExecRequest& req, api::Connection& conn);
+// Relays between the process and `sock` (a socket) until its output ends,
+// then shuts down sock's write side. Used by run_exec_session.
+void relay_exec_io(ExecProcess& proc, bool tty, int sock);
+int wait_exec(ExecProcess& proc);
+void resize_terminal(int fd, int height, int width);
+
+}  // namespace berth::agent::runtime

@@ -1,5 +1,7 @@
 #pragma once
 // Runs a program with an argv (never through a shell) and collects its output.
+#include <sys/types.h>
+
 #include <chrono>
 #include <string>
 #include <vector>
@@ -12,6 +14,13 @@ struct ProcessResult {
   std::string err;
   bool ok() const { return exit_code == 0; }
 };
+
+// Starts argv (argv[0] looked up in PATH) with in/out/err as its fds 0/1/2, an
+// empty signal mask and SIGPIPE at its default. Throws std::runtime_error.
+pid_t spawn_process(const std::vector<std::string>& argv, int in, int out, int err);
+
+// A waitpid() status as a shell reports it: the exit code, or 128+signal.
+int exit_code_of(int wait_status);
 
 // argv[0] is looked up in PATH. `input` goes to its stdin. Throws
 // std::runtime_error when it cannot start or outlives `timeout` (then it is killed).

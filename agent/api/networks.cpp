@@ -1,6 +1,7 @@
 // /networks/*: docker network create/ls/inspect/rm/connect/disconnect/prune.
 #include <nlohmann/json.hpp>
 
+#include "agent/api/request_body.h"
 #include "agent/api/routes.h"
 #include "agent/network/network_manager.h"
 #include "agent/network/network_routes.h"
@@ -13,32 +14,6 @@ using network::ContainerHooks;
 using network::ContainerInfo;
 using network::NetworkManager;
 using nlohmann::json;
-
-json parse_body(const Request& req) {
-  if (req.body.empty()) return json::object();
-  json j = json::parse(req.body, nullptr, false);
-  if (j.is_discarded() || !j.is_object()) throw HttpError(400, "invalid JSON body");
-  return j;
-}
-
-std::map<std::string, std::string> string_map(const json& body, const char* key) {
-  std::map<std::string, std::string> out;
-  auto it = body.find(key);
-  if (it == body.end() || it->is_null()) return out;
-  if (!it->is_object()) throw HttpError(400, std::string("invalid ") + key);
-  for (auto& [k, v] : it->items()) {
-    if (!v.is_string()) throw HttpError(400, std::string("invalid ") + key);
-    out[k] = v.get<std::string>();
-  }
-  return out;
-}
-
-std::string string_field(const json& body, const char* key) {
-  auto it = body.find(key);
-  if (it == body.end() || it->is_null()) return "";
-  if (!it->is_string()) throw HttpError(400, std::string("invalid ") + key);
-  return it->get<std::string>();
-}
 
 bool bool_field(const json& body, const char* key) {
   auto it = body.find(key);
@@ -92,15 +67,15 @@ Response inspect(NetworkManager& nm, const Request& req) {
 }
 
 Response create(NetworkManager& nm, const Request& req) {
-  json body = parse_body(req);
+  json body = parse_json_object(req);
   network::NetworkCreate c;
   c.name = string_field(body, "Name");
   if (c.name.empty()) throw HttpError(400, "network name cannot be empty");
   c.driver = string_field(body, "Driver");
   c.internal = bool_field(body, "Internal");
   c.attachable = bool_field(body, "Attachable");
-  c.labels = string_map(body, "Labels");
-  c.options = string_map(body, "Options");
+  c.labels = string_map_field(body, "Labels");
+  c.options = string_map_field(body, "Options");
   if (bool_field(body, "Ingress")) throw HttpError(400, "ingress networks need swarm mode");
   if (bool_field(body, "ConfigOnly") || body.contains("ConfigFrom"))
     if (bool_field(body, "ConfigOnly") || !body["ConfigFrom"].is_null())
@@ -148,7 +123,7 @@ ContainerInfo resolve_container(const ContainerHooks& hooks, const std::string& 
 }
 
 Response connect(NetworkManager& nm, const Request& req) {
-  json body = parse_body(req);
+  json body = parse_json_object(req);
   std::string network = req.params.at("id");
   std::string net_id = nm.network_id(network);
   json net = nm.inspect(net_id, false);
@@ -181,7 +156,7 @@ Response connect(NetworkManager& nm, const Request& req) {
 }
 
 Response disconnect(NetworkManager& nm, const Request& req) {
-  json body = parse_body(req);
+  json body = parse_json_object(req);
   std::string net_id = nm.network_id(req.params.at("id"));
   const std::string net_name = nm.inspect(net_id, false)["Name"];
   ContainerHooks hooks = nm.container_hooks();

@@ -1,6 +1,7 @@
 // /volumes/*: docker volume create/ls/inspect/rm/prune.
 #include <nlohmann/json.hpp>
 
+#include "agent/api/request_body.h"
 #include "agent/api/routes.h"
 #include "agent/network/util.h"
 #include "agent/volume/volume_routes.h"
@@ -13,38 +14,14 @@ using nlohmann::json;
 using volume::Volume;
 using volume::VolumeStore;
 
-bool query_bool(const Request& req, std::string_view name) {
-  auto v = req.query_param(name);
-  return v && (*v == "1" || *v == "true" || *v == "True");
-}
-
-json parse_body(const Request& req) {
-  if (req.body.empty()) return json::object();
-  json j = json::parse(req.body, nullptr, false);
-  if (j.is_discarded() || !j.is_object()) throw HttpError(400, "invalid JSON body");
-  return j;
-}
-
-std::map<std::string, std::string> string_map(const json& body, const char* key) {
-  std::map<std::string, std::string> out;
-  auto it = body.find(key);
-  if (it == body.end() || it->is_null()) return out;
-  if (!it->is_object()) throw HttpError(400, std::string("invalid ") + key);
-  for (auto& [k, v] : it->items()) {
-    if (!v.is_string()) throw HttpError(400, std::string("invalid ") + key);
-    out[k] = v.get<std::string>();
-  }
-  return out;
-}
-
 Response create(VolumeStore& store, const Request& req) {
-  json body = parse_body(req);
+  json body = parse_json_object(req);
   std::string name = body.value("Name", "");
   std::string driver = body.value("Driver", "");
   if (!driver.empty() && driver != "local")
     throw HttpError(404, "error looking up volume plugin " + driver + ": plugin \"" + driver +
                              "\" not found");
-  Volume v = store.ensure(name, string_map(body, "Labels"), string_map(body, "DriverOpts"), false);
+  Volume v = store.ensure(name, string_map_field(body, "Labels"), string_map_field(body, "DriverOpts"), false);
   return Response::json(201, store.to_json(v));
 }
 

@@ -17,9 +17,8 @@
 #include <thread>
 
 #include "agent/api/http.h"
+#include "agent/process.h"
 #include "agent/runtime/json_log.h"
-
-extern char** environ;
 
 namespace berth::agent::runtime {
 namespace {
@@ -29,35 +28,6 @@ std::pair<UniqueFd, UniqueFd> make_pipe() {
   if (::pipe2(fds, O_CLOEXEC) != 0) throw std::runtime_error(std::string("pipe: ") + std::strerror(errno));
   return {UniqueFd(fds[0]), UniqueFd(fds[1])};
 }
-
-pid_t spawn(const std::vector<std::string>& argv, int in, int out, int err) {
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_adddup2(&actions, in, 0);
-  posix_spawn_file_actions_adddup2(&actions, out, 1);
-  posix_spawn_file_actions_adddup2(&actions, err, 2);
-  posix_spawnattr_t attr;
-  posix_spawnattr_init(&attr);
-  sigset_t none;
-  sigemptyset(&none);
-  posix_spawnattr_setsigmask(&attr, &none);
-  sigset_t defaults;
-  sigemptyset(&defaults);
-  sigaddset(&defaults, SIGPIPE);
-  posix_spawnattr_setsigdefault(&attr, &defaults);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-  std::vector<char*> args;
-  for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-  args.push_back(nullptr);
-  pid_t pid = -1;
-  int rc = ::posix_spawnp(&pid, args[0], &actions, &attr, args.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  posix_spawnattr_destroy(&attr);
-  if (rc != 0) throw std::runtime_error("cannot run " + argv[0] + ": " + std::strerror(rc));
-  return pid;
-}
-
-int decode(int status) { return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status); }
 
 }  // namespace
 
@@ -76,7 +46,7 @@ ExecProcess spawn_exec(const ExecRequest& req) {
     argv.push_back("--console-socket");
     argv.push_back(sock.string());
     argv.push_back(req.container_id);
-    p.pid = spawn(argv, devnull.get(), devnull.get(), devnull.get());
+    p.pid = spawn_process(argv, devnull.get(), devnull.get(), devnull.get());
     for (;;) {
       pollfd pf{listener.get(), POLLIN, 0};
       if (::poll(&pf, 1, 100) > 0) {
@@ -86,7 +56,7 @@ ExecProcess spawn_exec(const ExecRequest& req) {
       }
       int status;
       if (::waitpid(p.pid, &status, WNOHANG) == p.pid) {
-        p.exit_code = decode(status);
+        p.exit_code = exit_code_of(status);
         break;
       }
     }
@@ -102,7 +72,7 @@ ExecProcess spawn_exec(const ExecRequest& req) {
   if (req.attach_stdin) std::tie(in_r, p.stdin_w) = make_pipe();
   if (req.attach_stdout) std::tie(p.stdout_r, out_w) = make_pipe();
   if (req.attach_stderr) std::tie(p.stderr_r, err_w) = make_pipe();
-  p.pid = spawn(argv, in_r ? in_r.get() : devnull.get(), out_w ? out_w.get() : devnull.get(),
+  p.pid = spawn_process(argv, in_r ? in_r.get() : devnull.get(), out_w ? out_w.get() : devnull.get(),
                 err_w ? err_w.get() : devnull.get());
   return p;
 }
@@ -204,7 +174,7 @@ int wait_exec(ExecProcess& p) {
   while (::waitpid(p.pid, &status, 0) < 0) {
     if (errno != EINTR) return 126;
   }
-  p.exit_code = decode(status);
+  p.exit_code = exit_code_of(status);
   return *p.exit_code;
 }
 

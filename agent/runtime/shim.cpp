@@ -23,7 +23,6 @@
 #include "agent/runtime/container_manager.h"
 #include "agent/runtime/json_log.h"
 
-extern char** environ;
 
 namespace berth::agent::runtime {
 
@@ -112,39 +111,12 @@ class ShimLog {
   UniqueFd fd_;
 };
 
-pid_t spawn(const std::vector<std::string>& argv, int in, int out, int err) {
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_adddup2(&actions, in, 0);
-  posix_spawn_file_actions_adddup2(&actions, out, 1);
-  posix_spawn_file_actions_adddup2(&actions, err, 2);
-  posix_spawnattr_t attr;
-  posix_spawnattr_init(&attr);
-  sigset_t none;
-  sigemptyset(&none);
-  posix_spawnattr_setsigmask(&attr, &none);
-  sigset_t defaults;
-  sigemptyset(&defaults);
-  sigaddset(&defaults, SIGPIPE);
-  posix_spawnattr_setsigdefault(&attr, &defaults);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-  std::vector<char*> args;
-  for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-  args.push_back(nullptr);
-  pid_t pid = -1;
-  int rc = ::posix_spawnp(&pid, args[0], &actions, &attr, args.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  posix_spawnattr_destroy(&attr);
-  if (rc != 0) throw std::runtime_error("cannot run " + argv[0] + ": " + std::strerror(rc));
-  return pid;
-}
-
 int wait_exit_code(pid_t pid) {
   int status = 0;
   while (::waitpid(pid, &status, 0) < 0) {
     if (errno != EINTR) return -1;
   }
-  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  return exit_code_of(status);
 }
 
 std::pair<UniqueFd, UniqueFd> make_pipe() {
@@ -241,7 +213,7 @@ void Shim::create() {
   int in = child_in ? child_in.get() : devnull.get();
   int out = child_out ? child_out.get() : devnull.get();
   int err = child_err ? child_err.get() : devnull.get();
-  pid_t crun = spawn(runtime_argv(c_.runtime, c_.runtime_root, args), in, out, err);
+  pid_t crun = spawn_process(runtime_argv(c_.runtime, c_.runtime_root, args), in, out, err);
   if (c_.tty) {
     // The runtime sends the pty master over the console socket during create.
     for (;;) {
@@ -255,7 +227,7 @@ void Shim::create() {
       int status;
       pid_t done = ::waitpid(crun, &status, WNOHANG);
       if (done == crun) {
-        int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+        int code = exit_code_of(status);
         std::filesystem::remove(console_path);
         throw std::runtime_error(runtime_error_text(
             c_.runtime_log(), "runtime create failed (exit " + std::to_string(code) + ")"));
@@ -361,7 +333,7 @@ void Shim::reap() {
     if (pid <= 0) break;
     if (pid == container_pid_) {
       exited_ = true;
-      exit_status_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+      exit_status_ = exit_code_of(status);
       exited_at_ = std::chrono::steady_clock::now();
       log_.line("container exited with " + std::to_string(exit_status_));
     }

@@ -1,0 +1,38 @@
+#include "agent/api/request_body.h"
+
+namespace berth::agent::api {
+
+using nlohmann::json;
+
+json parse_json_object(const Request& request) {
+  if (request.body.empty()) return json::object();
+  json j = json::parse(request.body, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) throw HttpError(400, "invalid JSON body");
+  return j;
+}
+
+std::map<std::string, std::string> string_map_field(const json& body, const char* key) {
+  std::map<std::string, std::string> out;
+  auto it = body.find(key);
+  if (it == body.end() || it->is_null()) return out;
+  if (!it->is_object()) throw HttpError(400, std::string("invalid ") + key);
+  for (auto& [k, v] : it->items()) {
+    if (!v.is_string()) throw HttpError(400, std::string("invalid ") + key);
+    out[k] = v.get<std::string>();
+  }
+  return out;
+}
+
+std::string string_field(const json& body, const char* key) {
+  auto it = body.find(key);
+  if (it == body.end() || it->is_null()) return "";
+  if (!it->is_string()) throw HttpError(400, std::string("invalid ") + key);
+  return it->get<std::string>();
+}
+
+bool query_bool(const Request& request, std::string_view name) {
+  auto v = request.query_param(name);
+  return v && (*v == "1" || *v == "true" || *v == "True");
+}
+
+}  // namespace berth::agent::api

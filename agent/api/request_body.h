@@ -1,0 +1,23 @@
+#pragma once
+// Reading handler input the way dockerd does: a JSON object body (empty means
+// {}), typed fields that answer 400 when they have the wrong type, and the
+// boolean query values Go's strconv.ParseBool accepts.
+#include <map>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <string_view>
+
+#include "agent/api/http.h"
+
+namespace berth::agent::api {
+
+// Throws HttpError(400, "invalid JSON body") unless the body is a JSON object.
+nlohmann::json parse_json_object(const Request& request);
+// body[key] as a string->string map ({} when absent); 400 "invalid KEY" otherwise.
+std::map<std::string, std::string> string_map_field(const nlohmann::json& body, const char* key);
+// body[key] as a string ("" when absent); 400 "invalid KEY" otherwise.
+std::string string_field(const nlohmann::json& body, const char* key);
+// ?name=1|true|True.
+bool query_bool(const Request& request, std::string_view name);
+
+}  // namespace berth::agent::api

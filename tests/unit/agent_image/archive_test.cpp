@@ -10,6 +10,7 @@
 #include "agent/image/image_store.h"
 #include "tar_builder.h"
 #include "test_util.h"
+#include "tests/spec/engine_spec.h"
 
 namespace berth::agent::image {
 namespace {
@@ -209,6 +210,7 @@ TEST(ImageRoutes, LoadListInspectHistoryTagRemove) {
   EXPECT_EQ(images[0]["Created"], 1714979289);
   EXPECT_EQ(images[0]["Size"], 8 + 8 + 1);
   EXPECT_EQ(images[0]["Labels"]["team"], "a");
+  berth::testing::expect_spec_fields(images[0], "ImageSummary");
 
   EXPECT_EQ(r.call("POST", "/images/busybox/tag", "repo=127.0.0.1%3A5000%2Fbox&tag=v2").status, 201u);
   EXPECT_EQ(r.call("POST", "/images/nothere/tag", "repo=x").status, 404u);
@@ -231,6 +233,8 @@ TEST(ImageRoutes, LoadListInspectHistoryTagRemove) {
   EXPECT_EQ(doc["Os"], "linux");
   EXPECT_EQ(doc["Architecture"], "amd64");
   EXPECT_EQ(doc["Created"], "2024-05-06T07:08:09.5Z");
+  berth::testing::expect_spec_fields(doc, "ImageInspect");
+  berth::testing::expect_spec_fields(doc["Config"], "ImageConfig");
   auto missing = r.call("GET", "/images/nothere/json");
   EXPECT_EQ(missing.status, 404u);
   EXPECT_EQ(missing.body, "{\"message\":\"No such image: nothere\"}\n");
@@ -238,6 +242,7 @@ TEST(ImageRoutes, LoadListInspectHistoryTagRemove) {
   json history = json::parse(r.call("GET", "/images/busybox/history").body);
   ASSERT_EQ(history.size(), 3u);
   EXPECT_EQ(history[0]["Id"], ar.image_id);
+  for (const json& item : history) berth::testing::expect_spec_fields(item, "ImageHistoryResponseItem");
   EXPECT_EQ(history[0]["CreatedBy"], "CMD");
   EXPECT_EQ(history[0]["Size"], 0);
   EXPECT_EQ(history[1]["CreatedBy"], "RUN rm motd");

@@ -8,6 +8,7 @@
 #include "agent/network/network_routes.h"
 #include "netns_harness.h"
 #include "test_util.h"
+#include "tests/spec/engine_spec.h"
 
 namespace berth::agent::network {
 namespace {
@@ -96,6 +97,8 @@ TEST(NetworkApi, CreateListInspectConnectRemovePrune) {
         NET_CHECK(inspect["IPAM"]["Config"][0]["Gateway"] == "10.77.0.254");
         NET_CHECK(inspect["Labels"]["team"] == "x");
         NET_CHECK(inspect["Containers"].empty());
+        NET_CHECK(berth::testing::unknown_spec_fields(inspect, "Network").empty());
+        NET_CHECK(berth::testing::unknown_spec_fields(inspect["IPAM"], "IPAM").empty());
         auto missing = call(api, "GET", "/networks/nope");
         NET_CHECK(missing.status == 404u);
         NET_CHECK(json_of(missing)["message"] == "network nope not found");

@@ -7,6 +7,7 @@
 #include "agent/api/http.h"
 #include "agent/volume/volume_routes.h"
 #include "test_util.h"
+#include "tests/spec/engine_spec.h"
 
 namespace berth::agent::volume {
 namespace {
@@ -124,6 +125,7 @@ TEST_F(VolumeApi, CreateInspectShape) {
   EXPECT_EQ(j["Options"]["type"], "tmpfs");
   EXPECT_EQ(j["Mountpoint"], (dir.path / "web" / "_data").string());
   EXPECT_TRUE(j["CreatedAt"].get<std::string>().ends_with("Z"));
+  berth::testing::expect_spec_fields(j, "Volume");
   auto i = call(api, "GET", "/v1.47/volumes/web");
   ASSERT_EQ(i.status, 200u);
   EXPECT_EQ(json_of(i), j);

@@ -17,6 +17,7 @@
 #include "agent/engine.h"
 #include "agent/runtime/fd.h"
 #include "agent/runtime/json_log.h"
+#include "tests/spec/engine_spec.h"
 
 namespace berth::agent::runtime {
 namespace {
@@ -416,6 +417,38 @@ TEST_F(ManagerTest, ExecRunsInTheContainerWithItsExitCode) {
   EXPECT_EQ(cm_->inspect(id)["ExecIDs"], json({exec}));
   EXPECT_THROW(cm_->exec_create(id, {{"Cmd", json::array()}}), api::HttpError);
   EXPECT_THROW(cm_->exec_inspect("nope"), api::HttpError);
+  berth::testing::expect_spec_fields(info, "ExecInspectResponse");
+  berth::testing::expect_spec_fields(info["ProcessConfig"], "ProcessConfig");
+}
+
+TEST_F(ManagerTest, InspectAndListUseTheSpecModels) {
+  std::string id = create({{"Cmd", {"sleep", "100"}},
+                           {"Labels", {{"team", "a"}}},
+                           {"ExposedPorts", {{"80/tcp", json::object()}}},
+                           {"HostConfig", {{"Binds", {"data:/data"}},
+                                           {"RestartPolicy", {{"Name", "on-failure"},
+                                                              {"MaximumRetryCount", 2}}}}}},
+                          "models");
+  for (bool started : {false, true}) {
+    if (started) {
+      ASSERT_TRUE(cm_->start(id));
+    }
+    SCOPED_TRACE(started ? "running" : "created");
+    json doc = cm_->inspect(id);
+    berth::testing::expect_spec_fields(doc, "ContainerInspectResponse");
+    berth::testing::expect_spec_fields(doc["State"], "ContainerState");
+    berth::testing::expect_spec_fields(doc["Config"], "ContainerConfig");
+    berth::testing::expect_spec_fields(doc["HostConfig"], "HostConfig");
+    berth::testing::expect_spec_fields(doc["NetworkSettings"], "NetworkSettings");
+    ASSERT_TRUE(doc["Mounts"].is_array());
+    for (const json& m : doc["Mounts"]) berth::testing::expect_spec_fields(m, "MountPoint");
+    auto list = cm_->list({.all = true});
+    ASSERT_EQ(list.size(), 1u);
+    berth::testing::expect_spec_fields(list[0], "ContainerSummary");
+    EXPECT_EQ(list[0]["Id"], id);
+  }
+  EXPECT_EQ(cm_->inspect(id)["State"]["Status"], "running");
+  cm_->remove(id, true, true);
 }
 
 TEST_F(ManagerTest, TtyExecGetsATerminalOfTheRequestedSize) {

@@ -16,6 +16,7 @@
 #include <map>
 #include <mutex>
 #include <regex>
+#include <set>
 #include <sstream>
 #include <thread>
 
@@ -1499,8 +1500,12 @@ json ContainerManager::list(const ListOptions& o) const {
     std::lock_guard l(m.mu);
     for (const auto& [id, c] : m.containers) docs.push_back(c->doc);
   }
-  std::sort(docs.begin(), docs.end(), [](const json& a, const json& b) {
-    return a.value("Created", "") > b.value("Created", "");
+  // Newest first. Created is RFC 3339 with trailing zeros trimmed, so compare times, not text.
+  auto created_nanos = [](const json& d) {
+    return parse_rfc3339(d.value("Created", "")).value_or(0);
+  };
+  std::stable_sort(docs.begin(), docs.end(), [&](const json& a, const json& b) {
+    return created_nanos(a) > created_nanos(b);
   });
   // ancestor: image references resolve to ids.
   std::vector<std::string> ancestor_ids;
@@ -1508,9 +1513,62 @@ json ContainerManager::list(const ListOptions& o) const {
     if (auto img = m.resolve_image(a)) ancestor_ids.push_back(img->id);
     ancestor_ids.push_back(a);
   }
+  // before/since: relative to another container's creation time.
+  auto created_of = [&](const std::string& ref) {
+    for (const json& d : docs) {
+      const std::string id = d.value("Id", "");
+      if (id == ref || d.value("Name", "") == "/" + ref || (ref.size() >= 3 && starts_with(id, ref)))
+        return created_nanos(d);
+    }
+    throw HttpError(404, "No such container: " + ref);
+  };
+  std::optional<std::int64_t> before, since;
+  for (const std::string& r : f["before"]) before = created_of(r);
+  for (const std::string& r : f["since"]) since = created_of(r);
+  // publish/expose: "80", "80/udp", "8000-8010/tcp", as nat.Port keys.
+  auto port_keys = [](const std::vector<std::string>& specs) {
+    std::set<std::string> keys;
+    for (const std::string& spec : specs) {
+      auto slash = spec.find('/');
+      std::string proto = slash == std::string::npos ? "tcp" : spec.substr(slash + 1);
+      std::string range = spec.substr(0, slash);
+      auto dash = range.find('-');
+      int first = 0, last = 0;
+      try {
+        first = std::stoi(range.substr(0, dash));
+        last = dash == std::string::npos ? first : std::stoi(range.substr(dash + 1));
+      } catch (const std::exception&) {
+        throw HttpError(400, "invalid port specification: \"" + spec + "\"");
+      }
+      if (first < 1 || last > 65535 || last < first || last - first > 65535)
+        throw HttpError(400, "invalid port specification: \"" + spec + "\"");
+      for (int p = first; p <= last; ++p) keys.insert(std::to_string(p) + "/" + proto);
+    }
+    return keys;
+  };
+  const std::set<std::string> publish = port_keys(f["publish"]);
+  const std::set<std::string> expose = port_keys(f["expose"]);
+  auto has_any_key = [](const json& obj, const std::set<std::string>& keys) {
+    if (!obj.is_object()) return false;
+    return std::any_of(keys.begin(), keys.end(), [&](const std::string& k) { return obj.contains(k); });
+  };
+  // No healthchecks and no swarm tasks: "health=none" and "is-task=false" match everything.
+  const bool health_excludes = std::any_of(f["health"].begin(), f["health"].end(),
+                                           [](const std::string& h) { return h != "none"; });
+  const bool task_excludes = std::any_of(f["is-task"].begin(), f["is-task"].end(),
+                                         [](const std::string& t) { return t == "true" || t == "1"; });
+  if (health_excludes || task_excludes) return json::array();
+
   bool all = o.all || o.limit > 0 || !f["status"].empty() || !f["exited"].empty();
   json out = json::array();
   for (const json& d : docs) {
+    const std::int64_t created = created_nanos(d);
+    if (before && created >= *before) continue;
+    if (since && created <= *since) continue;
+    if (!publish.empty() && !has_any_key(d["HostConfig"].value("PortBindings", json::object()), publish))
+      continue;
+    if (!expose.empty() && !has_any_key(d["Config"].value("ExposedPorts", json::object()), expose))
+      continue;
     const std::string status = d["State"].value("Status", "");
     if (!all && status != "running" && status != "paused" && status != "restarting") continue;
     if (!f["status"].empty() &&

@@ -484,6 +484,35 @@ TEST_F(ManagerTest, RenameAndListFilters) {
   EXPECT_EQ(cm_->list({.all = true}).size(), 0u);
 }
 
+TEST_F(ManagerTest, BeforeSinceAndPortFilters) {
+  std::string a = create({{"Cmd", {"true"}}}, "first");
+  std::string b = create({{"Cmd", {"true"}},
+                          {"ExposedPorts", {{"80/tcp", json::object()}}},
+                          {"HostConfig", {{"PortBindings", {{"80/tcp", {{{"HostPort", "8080"}}}}}}}}},
+                         "second");
+  std::string c = create({{"Cmd", {"true"}}, {"ExposedPorts", {{"53/udp", json::object()}}}},
+                         "third");
+  auto ids = [&](json filters) {
+    std::vector<std::string> out;
+    for (const json& s : cm_->list({.all = true, .filters = std::move(filters)})) out.push_back(s["Id"]);
+    return out;
+  };
+  using V = std::vector<std::string>;
+  EXPECT_EQ(ids(json::object()), (V{c, b, a}));  // newest first
+  EXPECT_EQ(ids({{"before", {"second"}}}), (V{a}));
+  EXPECT_EQ(ids({{"since", {"first"}}}), (V{c, b}));
+  EXPECT_EQ(ids({{"since", {a.substr(0, 12)}}, {"before", {"third"}}}), (V{b}));
+  EXPECT_EQ(ids({{"publish", {"80"}}}), (V{b}));
+  EXPECT_EQ(ids({{"publish", {"79-81/tcp"}}}), (V{b}));
+  EXPECT_EQ(ids({{"publish", {"80/udp"}}}), V{});
+  EXPECT_EQ(ids({{"expose", {"53/udp"}}}), (V{c}));
+  EXPECT_EQ(ids({{"health", {"none"}}}).size(), 3u);
+  EXPECT_EQ(ids({{"health", {"healthy"}}}), V{});
+  EXPECT_EQ(ids({{"is-task", {"false"}}}).size(), 3u);
+  EXPECT_THROW(ids({{"before", {"nope"}}}), api::HttpError);
+  EXPECT_THROW(ids({{"publish", {"http"}}}), api::HttpError);
+}
+
 TEST_F(ManagerTest, AnonymousVolumesGoWithRmV) {
   std::string id = create({{"Cmd", {"true"}}, {"Volumes", {{"/data", json::object()}}},
                            {"HostConfig", {{"Binds", {"named:/named"}}}}});

@@ -6,6 +6,7 @@
 #include <sys/eventfd.h>
 #include <sys/mount.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -425,7 +426,42 @@ json ContainerManager::Impl::build_mounts_record(const json& config, const json&
   return out;
 }
 
-std::vector<OciMount> ContainerManager::Impl::setup_mounts(Container&, const json& doc) {
+namespace {
+
+// Like dockerd: an empty volume mounted over a directory the image has gets a
+// copy of that directory (modes, owners and links kept) before first use.
+// `dest` is relative to `rootfs`; a path through a symlink is never followed
+// (it could point out of the container's root).
+void seed_volume(const fs::path& rootfs, const fs::path& dest, const fs::path& volume_dir) {
+  std::error_code ec;
+  fs::path image_dir = rootfs;
+  for (const fs::path& part : dest) {
+    if (part == "." || part.empty()) continue;
+    if (part == "..") return;
+    image_dir /= part;
+    if (fs::is_symlink(image_dir, ec) || ec) return;
+  }
+  if (!fs::is_directory(image_dir, ec)) return;
+  if (!fs::is_empty(volume_dir, ec) || ec) return;
+  fs::copy(image_dir, volume_dir,
+           fs::copy_options::recursive | fs::copy_options::copy_symlinks, ec);
+  if (ec) return;  // a partial copy still leaves the container usable
+  auto own = [](const fs::path& from, const fs::path& to) {
+    struct stat st {};
+    if (::lstat(from.c_str(), &st) == 0) {
+      if (::lchown(to.c_str(), st.st_uid, st.st_gid) != 0) return;
+    }
+  };
+  own(image_dir, volume_dir);
+  for (auto it = fs::recursive_directory_iterator(image_dir, ec);
+       !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+    own(it->path(), volume_dir / fs::relative(it->path(), image_dir));
+  }
+}
+
+}  // namespace
+
+std::vector<OciMount> ContainerManager::Impl::setup_mounts(Container& c, const json& doc) {
   std::vector<OciMount> out;
   for (const json& m : doc.value("Mounts", json::array())) {
     std::string type = m.value("Type", "");
@@ -451,6 +487,10 @@ std::vector<OciMount> ContainerManager::Impl::setup_mounts(Container&, const jso
     if (type == "volume") {
       // The volume may have been removed with -f meanwhile: ensure it again.
       source = engine->volumes.ensure(m.value("Name", "")).mountpoint.string();
+      if (opt.mount_overlay) {
+        fs::path dest = fs::path(m.value("Destination", "/")).relative_path();
+        seed_volume(c.rootfs(), dest, source);
+      }
     }
     out.push_back({m.value("Destination", ""), "bind", source, o});
   }

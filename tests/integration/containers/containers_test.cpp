@@ -482,6 +482,18 @@ TEST_F(Containers, NamedVolumeSurvivesContainerRemoval) {
   EXPECT_TRUE(contains_icase(gone.err, "no such volume")) << gone.err;
 }
 
+TEST_F(Containers, EmptyVolumeIsSeededFromTheImage) {
+  require_image();
+  Cleanup cleanup{this, {}, {}, {"e2e-seed"}};
+  // A new volume over the image's /etc starts with the image's files, as with dockerd.
+  EXPECT_EQ(ok({"run", "--rm", "-v", "e2e-seed:/etc", kImage, "cat", "/etc/group"}).substr(0, 5), "root:");
+  const std::string mountpoint = inspect("{{.Mountpoint}}", "e2e-seed");
+  EXPECT_EQ(trim(vm().ssh("head -c 5 " + mountpoint + "/passwd").out), "root:");
+  // A volume that has content already is left as it is.
+  ok({"run", "--rm", "-v", "e2e-seed:/etc", kImage, "sh", "-c", "rm /etc/group"});
+  EXPECT_NE(docker({"run", "--rm", "-v", "e2e-seed:/etc", kImage, "cat", "/etc/group"}).exit_code, 0);
+}
+
 TEST_F(Containers, BindMountsPublishAllFollowImportAndAnonymousVolumes) {
   require_image();
   Cleanup cleanup{this, {"puball", "anon"}};

@@ -38,7 +38,7 @@ done
 cat > agent.json <<JSON
 {"listen":"127.0.0.1","port":0,
  "tls":{"ca":"$DIR/ca.pem","cert":"$DIR/server.pem","key":"$DIR/server-key.pem"},
- "log_file":"$DIR/agent.log","pid_file":"$DIR/agent.pid","data_root":"$DIR/data"}
+ "log_file":"$DIR/agent.log","pid_file":"$DIR/agent.pid","data_root":"$DIR/data","manage_network":false}
 JSON
 "$AGENT" --config agent.json --daemon     # returns once the agent listens
 PID=$(cat agent.pid)

@@ -1,6 +1,7 @@
 // The /containers/* and /exec/* routes on the runtime's ContainerManager.
 #include <nlohmann/json.hpp>
 
+#include "agent/api/request_body.h"
 #include "agent/api/routes.h"
 #include "agent/runtime/container_manager.h"
 #include "agent/runtime/json_log.h"
@@ -11,7 +12,6 @@ namespace {
 
 using nlohmann::json;
 using runtime::ContainerManager;
-using runtime::query_bool;
 using runtime::query_filters;
 using runtime::query_int;
 

@@ -1,5 +1,7 @@
 #include "agent/api/request_body.h"
 
+#include <cctype>
+
 namespace berth::agent::api {
 
 using nlohmann::json;
@@ -32,7 +34,10 @@ std::string string_field(const json& body, const char* key) {
 
 bool query_bool(const Request& request, std::string_view name) {
   auto v = request.query_param(name);
-  return v && (*v == "1" || *v == "true" || *v == "True");
+  if (!v) return false;
+  std::string s = *v;
+  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return !(s.empty() || s == "0" || s == "no" || s == "false" || s == "none");
 }
 
 }  // namespace berth::agent::api

@@ -1,7 +1,7 @@
 #pragma once
 // Reading handler input the way dockerd does: a JSON object body (empty means
-// {}), typed fields that answer 400 when they have the wrong type, and the
-// boolean query values Go's strconv.ParseBool accepts.
+// {}), typed fields that answer 400 when they have the wrong type, and
+// boolean query values.
 #include <map>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -17,7 +17,7 @@ nlohmann::json parse_json_object(const Request& request);
 std::map<std::string, std::string> string_map_field(const nlohmann::json& body, const char* key);
 // body[key] as a string ("" when absent); 400 "invalid KEY" otherwise.
 std::string string_field(const nlohmann::json& body, const char* key);
-// ?name=1|true|True.
+// dockerd's boolValue: absent, "", "0", "no", "false" and "none" are false.
 bool query_bool(const Request& request, std::string_view name);
 
 }  // namespace berth::agent::api

@@ -125,6 +125,29 @@ void validate_ports(const json& config, const json& hc) {
   }
 }
 
+void validate_resources(const json& hc, int ncpu) {
+  auto num = [&](const char* key) -> std::int64_t {
+    auto it = hc.find(key);
+    if (it == hc.end() || it->is_null()) return 0;
+    if (!it->is_number_integer()) throw api::HttpError(400, std::string("invalid ") + key);
+    return it->get<std::int64_t>();
+  };
+  const std::int64_t memory = num("Memory"), nano = num("NanoCpus");
+  const std::int64_t quota = num("CpuQuota"), period = num("CpuPeriod");
+  if (memory != 0 && memory < 6 * 1024 * 1024)
+    throw api::HttpError(400, "Minimum memory limit allowed is 6MB");
+  if (nano < 0 || nano > static_cast<std::int64_t>(ncpu) * 1000000000)
+    throw api::HttpError(400, "Range of CPUs is from 0.01 to " + std::to_string(ncpu) +
+                                  ".00, as there are only " + std::to_string(ncpu) +
+                                  " CPUs available");
+  if (nano > 0 && (quota > 0 || period > 0))
+    throw api::HttpError(400, "Conflicting options: Nano CPUs and CPU Period cannot both be set");
+  if (quota > 0 && quota < 1000)
+    throw api::HttpError(400, "CPU cfs quota can not be less than 1ms (i.e. 1000)");
+  if (period != 0 && (period < 1000 || period > 1000000))
+    throw api::HttpError(400, "CPU cfs period can not be less than 1ms (i.e. 1000) or larger than 1s (i.e. 1000000)");
+}
+
 std::vector<network::PortBinding> wanted_port_bindings(const json& config, const json& hc) {
   std::vector<network::PortBinding> out;
   std::set<std::string> bound;

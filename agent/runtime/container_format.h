@@ -22,6 +22,9 @@ std::string familiar_reference(const std::string& ref);
 // Checks ExposedPorts and HostConfig.PortBindings; throws api::HttpError(400)
 // "invalid port specification: ..." / "invalid proto: ...".
 void validate_ports(const nlohmann::json& config, const nlohmann::json& host_config);
+// dockerd's resource checks (HostConfig Memory, NanoCpus, CpuQuota, CpuPeriod)
+// against a host with `ncpu` CPUs; throws api::HttpError(400) with its words.
+void validate_resources(const nlohmann::json& host_config, int ncpu);
 // The bindings to publish: PortBindings, plus every ExposedPort with an empty
 // host port when PublishAllPorts.
 std::vector<network::PortBinding> wanted_port_bindings(const nlohmann::json& config,

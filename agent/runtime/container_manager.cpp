@@ -111,6 +111,18 @@ std::string host_hostname() {
   return buf;
 }
 
+// State after the container's process ended.
+void mark_exited(json& state, const ExitStatus& st) {
+  state["Status"] = "exited";
+  state["Running"] = false;
+  state["Paused"] = false;
+  state["Restarting"] = false;
+  state["Pid"] = 0;
+  state["ExitCode"] = st.exit_code;
+  state["FinishedAt"] = st.finished_at.empty() ? now_text() : st.finished_at;
+  state["OOMKilled"] = st.oom_killed;
+}
+
 }  // namespace
 
 struct Container {
@@ -299,14 +311,7 @@ void ContainerManager::Impl::on_shim_exit(const std::string& id) {
     std::lock_guard l(mu);
     if (c->removed) return;
     json& s = c->doc["State"];
-    s["Status"] = "exited";
-    s["Running"] = false;
-    s["Paused"] = false;
-    s["Restarting"] = false;
-    s["Pid"] = 0;
-    s["ExitCode"] = st.exit_code;
-    s["FinishedAt"] = st.finished_at.empty() ? now_text() : st.finished_at;
-    s["OOMKilled"] = st.oom_killed;
+    mark_exited(s, st);
     s["Error"] = st.error;
     c->shim_pid = -1;
     c->shim_ready = false;
@@ -1028,15 +1033,7 @@ void ContainerManager::Impl::restore_one(const ContainerPtr& c, bool first_boot,
     }
     teardown(*c);
     std::lock_guard l(mu);
-    json& s = c->doc["State"];
-    s["Status"] = "exited";
-    s["Running"] = false;
-    s["Paused"] = false;
-    s["Restarting"] = false;
-    s["Pid"] = 0;
-    s["ExitCode"] = st.exit_code;
-    s["FinishedAt"] = st.finished_at;
-    s["OOMKilled"] = st.oom_killed;
+    mark_exited(c->doc["State"], st);
     c->berth()["ShimPid"] = 0;
     save(*c);
   } else if (!first_boot) {
@@ -1251,6 +1248,7 @@ ContainerManager::Created ContainerManager::create(const std::string& name_in, c
       for (const json& a : merged[k]) args.push_back(a.get<std::string>());
   if (args.empty()) throw HttpError(400, "no command specified");
   validate_ports(merged, hc);
+  validate_resources(hc, static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
   RestartPolicy policy = RestartPolicy::from_json(hc);
   if (hc.value("AutoRemove", false) && !policy.is_none())
     throw HttpError(400, "can't create 'AutoRemove' container with restart policy");

@@ -564,7 +564,7 @@ json build_oci_spec(const SpecInput& in) {
   json cpu = json::object();
   if (std::int64_t nano = int_field(hc, "NanoCpus"); nano > 0) {
     cpu["period"] = 100000;
-    cpu["quota"] = nano * 100000 / 1000000000;
+    cpu["quota"] = nano / 10000;  // nano * period / 1e9, without overflow
   } else {
     if (std::int64_t q = int_field(hc, "CpuQuota"); q > 0) cpu["quota"] = q;
     if (std::int64_t p = int_field(hc, "CpuPeriod"); p > 0) cpu["period"] = p;

@@ -5,14 +5,6 @@
 
 namespace berth::agent::runtime {
 
-bool query_bool(const api::Request& r, std::string_view name) {
-  auto v = r.query_param(name);
-  if (!v) return false;
-  std::string s = *v;
-  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return !(s.empty() || s == "0" || s == "no" || s == "false" || s == "none");
-}
-
 std::optional<std::int64_t> query_int(const api::Request& r, std::string_view name) {
   auto v = r.query_param(name);
   if (!v || v->empty()) return std::nullopt;

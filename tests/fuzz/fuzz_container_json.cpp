@@ -39,6 +39,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   guarded([&] {
     json merged = runtime::merge_image_config(config, kImageConfig["config"]);
     runtime::validate_ports(merged, host_config);
+    runtime::validate_resources(host_config, 2);
     auto bindings = runtime::wanted_port_bindings(merged, host_config);
     (void)runtime::summary_ports(runtime::ports_map(merged, bindings));
     auto mounts = runtime::collect_mounts(merged, host_config);

@@ -130,3 +130,35 @@ TEST(ContainerFormatTest, SummaryFromAnInspectDocument) {
 
 }  // namespace
 }  // namespace berth::agent::runtime
+
+namespace berth::agent::runtime {
+namespace {
+
+TEST(ValidateResources, RefusesWhatDockerdRefuses) {
+  auto status_of = [](const nlohmann::json& hc) -> unsigned {
+    try {
+      validate_resources(hc, 2);
+      return 0;
+    } catch (const api::HttpError& e) {
+      return e.status();
+    }
+  };
+  EXPECT_EQ(status_of({{"Memory", 64 << 20}, {"NanoCpus", 1500000000}, {"PidsLimit", 10}}), 0u);
+  EXPECT_EQ(status_of({{"Memory", 0}, {"NanoCpus", 0}, {"CpuQuota", 0}, {"CpuPeriod", 0}}), 0u);
+  EXPECT_EQ(status_of({{"Memory", 1024}}), 400u);
+  EXPECT_EQ(status_of({{"NanoCpus", 3000000000LL}}), 400u);  // more CPUs than the host has
+  EXPECT_EQ(status_of({{"NanoCpus", 50000000067108864LL}}), 400u);  // found by fuzzing: overflowed
+  EXPECT_EQ(status_of({{"NanoCpus", -1}}), 400u);
+  EXPECT_EQ(status_of({{"NanoCpus", 1000000000}, {"CpuPeriod", 100000}}), 400u);
+  EXPECT_EQ(status_of({{"CpuQuota", 999}}), 400u);
+  EXPECT_EQ(status_of({{"CpuPeriod", 2000000}}), 400u);
+  EXPECT_EQ(status_of({{"Memory", "lots"}}), 400u);
+  try {
+    validate_resources({{"NanoCpus", 3000000000LL}}, 2);
+  } catch (const api::HttpError& e) {
+    EXPECT_STREQ(e.what(), "Range of CPUs is from 0.01 to 2.00, as there are only 2 CPUs available");
+  }
+}
+
+}  // namespace
+}  // namespace berth::agent::runtime

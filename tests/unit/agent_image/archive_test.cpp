@@ -17,6 +17,7 @@ namespace {
 namespace fs = std::filesystem;
 using nlohmann::json;
 using testing::TarBuilder;
+using testing::CollectingWriter;
 using testing::TempDir;
 
 ReadFn string_reader(std::string data) {
@@ -252,14 +253,7 @@ TEST(ImageRoutes, LoadListInspectHistoryTagRemove) {
 
   auto save = r.call("GET", "/images/get", "names=busybox&names=127.0.0.1%3A5000%2Fbox%3Av2");
   ASSERT_TRUE(save.stream);
-  struct Collect : api::StreamWriter {
-    std::string data;
-    bool write(std::string_view d) override {
-      data.append(d);
-      return true;
-    }
-    bool client_gone() override { return false; }
-  } out;
+  CollectingWriter out;
   save.stream(out);
   json saved_manifest = json::parse(untar(out.data)["manifest.json"]);
   ASSERT_EQ(saved_manifest.size(), 1u);

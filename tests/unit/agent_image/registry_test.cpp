@@ -32,6 +32,7 @@ namespace {
 namespace fs = std::filesystem;
 using nlohmann::json;
 using testing::TarBuilder;
+using testing::CollectingWriter;
 using testing::TempDir;
 
 int free_port() {
@@ -332,14 +333,7 @@ TEST_F(RegistryTest, CreateRouteStreamsPullProgress) {
   api::Response resp = (*match->handler)(req);
   ASSERT_TRUE(resp.stream);
   EXPECT_EQ(resp.headers.get("Content-Type"), "application/json");
-  struct Collect : api::StreamWriter {
-    std::string data;
-    bool write(std::string_view d) override {
-      data.append(d);
-      return true;
-    }
-    bool client_gone() override { return false; }
-  } out;
+  CollectingWriter out;
   resp.stream(out);
   std::vector<std::string> lines;
   std::size_t start = 0;

@@ -16,6 +16,11 @@ Store& Context::store() {
   return *store_;
 }
 
+const SecretSealer& Context::secrets() {
+  if (!secrets_) secrets_.emplace(store().root() / "secret.key");
+  return *secrets_;
+}
+
 std::filesystem::path Context::agent_binary() const {
   namespace fs = std::filesystem;
   std::error_code ec;

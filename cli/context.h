@@ -6,6 +6,7 @@
 #include <optional>
 #include <string>
 
+#include "core/secrets.h"
 #include "core/store.h"
 #include "drivers/driver.h"
 
@@ -19,12 +20,15 @@ struct Context {
   std::atomic<bool> interrupted{false};
 
   Store& store();
+  // Seals drivers' secrets with the store's key (ROOT/secret.key).
+  const SecretSealer& secrets();
   CancelToken cancel() { return CancelToken{&interrupted}; }
   // berth-agent to upload: $BERTH_AGENT_BINARY, next to berth, the build tree, or /usr/lib/berth.
   std::filesystem::path agent_binary() const;
 
  private:
   std::optional<Store> store_;
+  std::optional<StoreSecrets> secrets_;
 };
 
 // Blocks SIGINT/SIGTERM/SIGHUP and sets ctx.interrupted from a watcher thread,

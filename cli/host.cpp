@@ -37,7 +37,18 @@ void Steps::finish_current() {
 }
 
 DriverContext driver_context(Context& ctx, const std::string& name, int engine_port) {
-  return DriverContext{name, ctx.store().machine_dir(name), ctx.cancel(), engine_port};
+  DriverContext dc;
+  dc.machine_name = name;
+  dc.machine_dir = ctx.store().machine_dir(name);
+  dc.cancel = ctx.cancel();
+  dc.engine_port = engine_port;
+  dc.secrets = &ctx.secrets();
+  dc.checkpoint = [&ctx, name](const nlohmann::json& state) {
+    MachineRecord record = ctx.store().load(name);
+    record.driver_state = state;
+    ctx.store().save(record);
+  };
+  return dc;
 }
 
 const DriverFactory& driver_factory(Context& ctx, const MachineRecord& record) {

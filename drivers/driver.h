@@ -5,12 +5,15 @@
 #include <atomic>
 #include <chrono>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
+
+#include "core/secrets.h"
 
 namespace berth {
 
@@ -72,6 +75,11 @@ struct DriverContext {
   std::filesystem::path machine_dir;   // 0700, owned by this machine
   CancelToken cancel;
   int engine_port = 2376;  // where the agent listens on the host (--engine-port)
+  const SecretSealer* secrets = nullptr;
+  // Stores driver_state now, mid-create, so a killed create leaves a record
+  // that `berth rm` can clean up from (cloud ids as soon as they exist).
+  std::function<void(const nlohmann::json& driver_state)> checkpoint = {};
+  bool quiet = false;   // no progress output
 };
 
 // One machine's backend. Contracts:

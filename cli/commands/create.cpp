@@ -115,6 +115,7 @@ void run_create(Context& ctx, CreateOptions& o) {
     step("");
     fmt::print(stderr, "{}: create failed, removing what was made\n", o.name);
     const bool interrupted = ctx.interrupted.exchange(false);  // let the cleanup itself run
+    record.driver_state = driver->save_state();   // whatever the driver made and still knows of
     destroy_machine(ctx, o.name, record, /*force=*/true);
     if (interrupted) throw Interrupted(fmt::format("machine '{}': create interrupted; nothing was left behind", o.name));
     throw;

@@ -9,7 +9,8 @@ namespace berth::cli {
 namespace {
 
 // The record as JSON, without anything secret: the driver's secret flags are
-// never stored in clear, and key material is only ever referenced by path.
+// never stored in clear, sealed values ("*_sealed") are left out too, and key
+// material is only ever referenced by path.
 nlohmann::json inspect_json(Context& ctx, const MachineRecord& r) {
   nlohmann::json j = r;
   auto driver = load_driver(ctx, r);
@@ -17,6 +18,12 @@ nlohmann::json inspect_json(Context& ctx, const MachineRecord& r) {
   j["ip"] = driver->ip();
   for (const auto& spec : driver_factory(ctx, r).flags())
     if (spec.secret) j["driver_state"].erase(spec.name);
+  auto& state = j["driver_state"];
+  for (auto it = state.begin(); it != state.end();) {
+    const std::string& key = it.key();
+    const bool sealed = key.size() > 7 && key.compare(key.size() - 7, 7, "_sealed") == 0;
+    it = sealed ? state.erase(it) : std::next(it);
+  }
   return j;
 }
 

@@ -61,6 +61,7 @@ modules=(
   virtio virtio_ring virtio_pci virtio_pci_modern_dev virtio_pci_legacy_dev
   virtio_net virtio_blk virtio_scsi virtio_rng virtio_console virtio_balloon
   ata_piix ahci sd_mod sr_mod button evdev
+  e1000 e1000e
   ext4 crc32c_generic crc32c_intel iso9660 nls_utf8 overlay loop
   9p 9pnet_virtio
   veth bridge br_netfilter

@@ -157,4 +157,55 @@ TEST_F(BerthCli, RmWithoutTerminalNeedsYes) {
   EXPECT_TRUE(fs::exists(store() / "machines" / "keep" / "config.json"));
 }
 
+// Runs `script` in `shell` with berth on PATH and this test's store.
+Result shell_with_berth(const fs::path& berth, const fs::path& store, const std::string& shell, const std::string& script) {
+  const fs::path file = store.parent_path() / ("script." + shell);
+  std::ofstream(file) << script;
+  std::string cmd = "env BERTH_STORAGE_PATH=" + store.string() + " PATH=" + berth.parent_path().string() + ":/usr/bin:/bin " +
+                    shell + " " + file.string() + " 2>&1 </dev/null";
+  FILE* p = ::popen(cmd.c_str(), "r");
+  std::string out;
+  std::array<char, 4096> buf{};
+  size_t n;
+  while ((n = std::fread(buf.data(), 1, buf.size(), p)) > 0) out.append(buf.data(), n);
+  int status = ::pclose(p);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+}
+
+TEST_F(BerthCli, BashCompletionCompletesCommandsFlagsDriversAndMachines) {
+  add_none_machine("alpha", "tcp://127.0.0.1:1");
+  add_none_machine("beta", "tcp://127.0.0.1:2");
+  auto script = berth("completion bash");
+  ASSERT_EQ(script.code, 0) << script.out;
+  auto complete = [&](const std::string& words, int cword) {
+    return shell_with_berth(berth_, store(), "bash",
+                            script.out + "\nCOMP_WORDS=(" + words + "); COMP_CWORD=" + std::to_string(cword) +
+                                "; _berth; echo \"${COMPREPLY[*]}\"\n")
+        .out;
+  };
+  EXPECT_EQ(complete("berth cre", 1), "create\n");
+  EXPECT_EQ(complete("berth rm a", 2), "alpha\n");
+  EXPECT_EQ(complete("berth env ''", 2), "alpha beta\n");
+  EXPECT_EQ(complete("berth create -d gen", 3), "generic\n");
+  EXPECT_EQ(complete("berth rm --fo", 2), "--force\n");
+  EXPECT_EQ(complete("berth create --generic-ssh-u", 2), "--generic-ssh-user\n");
+  EXPECT_EQ(complete("berth create ''", 2), "\n");   // a new name: nothing to offer
+  EXPECT_EQ(complete("berth completion z", 2), "zsh\n");
+}
+
+TEST_F(BerthCli, ZshAndFishCompletionScriptsParseAndFishOffersMachines) {
+  add_none_machine("gamma", "tcp://127.0.0.1:1");
+  auto zsh = berth("completion zsh");
+  ASSERT_EQ(zsh.code, 0);
+  auto zr = shell_with_berth(berth_, store(), "zsh", "emulate zsh\n" + zsh.out + "\nprint ok\n");
+  EXPECT_NE(zr.out.find("ok"), std::string::npos) << zr.out;
+  auto fish = berth("completion fish");
+  ASSERT_EQ(fish.code, 0);
+  auto fr = shell_with_berth(berth_, store(), "fish", fish.out + "\ncomplete -C 'berth rm '\ncomplete -C 'berth st'\n");
+  EXPECT_NE(fr.out.find("gamma"), std::string::npos) << fr.out;
+  EXPECT_NE(fr.out.find("start"), std::string::npos) << fr.out;
+  EXPECT_NE(fr.out.find("status"), std::string::npos) << fr.out;
+  EXPECT_EQ(berth("completion tcsh").code, 2);
+}
+
 }  // namespace

@@ -153,8 +153,10 @@ void setup_create(CLI::App& app, Context& ctx) {
       if (spec.kind == FlagSpec::Kind::Bool) {
         opt = cmd->add_flag_callback("--" + spec.name, [&slot] { slot = {"true"}; }, help);
       } else {
-        opt = cmd->add_option("--" + spec.name, slot, help);
-        if (spec.kind != FlagSpec::Kind::StringList) opt->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+        opt = cmd->add_option("--" + spec.name, slot, help)->default_str("");
+        opt->type_name(spec.kind == FlagSpec::Kind::Int ? "INT" : "TEXT");
+        if (spec.kind != FlagSpec::Kind::StringList)
+          opt->expected(1)->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
       }
       if (!spec.env_var.empty()) opt->envname(spec.env_var);
       opt->group(factory->name() + " driver");

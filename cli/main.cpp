@@ -44,6 +44,7 @@ int main(int argc, char** argv) {
   setup_version(app, ctx);
   setup_logs(app, ctx);
   setup_completion(app, ctx);
+  setup_mount(app, ctx);
 
   app.parse_complete_callback([&] { berth::log::set_debug(ctx.debug); });
   try {

@@ -236,6 +236,7 @@ struct SshSession::Impl {
   SftpPtr sftp;
   size_t sftp_chunk = kSftpChunkDefault;
   std::string fingerprint;
+  std::string host_key_line;   // "ssh-ed25519 AAAA..."
 
   ssh_session s() const { return session.get(); }
 
@@ -416,6 +417,11 @@ std::unique_ptr<SshSession> SshSession::connect(const SshTarget& target, std::ch
   LibsshString fp(ssh_get_fingerprint_hash(SSH_PUBLICKEY_HASH_SHA256, hash.get(), hash_len));
   if (!fp) impl->fail("cannot format the SSH host key fingerprint");
   impl->fingerprint = fp.get();
+  char* raw_b64 = nullptr;
+  if (ssh_pki_export_pubkey_base64(host_key.get(), &raw_b64) == SSH_OK && raw_b64) {
+    impl->host_key_line = std::string(ssh_key_type_to_char(ssh_key_type(host_key.get()))) + " " + raw_b64;
+    ssh_string_free_char(raw_b64);
+  }
   if (!target.pinned_fingerprint.empty() && target.pinned_fingerprint != impl->fingerprint) {
     std::string name = target.machine_name.empty() ? target.host : target.machine_name;
     throw HostKeyChanged(fmt::format(
@@ -445,6 +451,7 @@ std::unique_ptr<SshSession> SshSession::connect(const SshTarget& target, std::ch
 }
 
 std::string SshSession::host_key_fingerprint() const { return impl_->fingerprint; }
+std::string SshSession::host_public_key() const { return impl_->host_key_line; }
 
 ExecResult SshSession::run(const std::string& command, std::string_view stdin_data) {
   log::debug(kLog, "run on {}: {}", where(impl_->target), command);

@@ -33,6 +33,8 @@ class SshSession final : public Remote {
   ~SshSession() override;
 
   std::string host_key_fingerprint() const;
+  // The host key as a known_hosts line's "TYPE BASE64" part (for OpenSSH tools).
+  std::string host_public_key() const;
 
   ExecResult run(const std::string& command, std::string_view stdin_data = {}) override;
   void put(const std::string& remote_path, std::string_view content, int mode) override;

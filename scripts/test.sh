@@ -7,6 +7,13 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 build=${BERTH_BUILD_DIR:-$here/build}
 BERTH_CMAKE_ARGS="-DBERTH_WERROR=ON ${BERTH_CMAKE_ARGS:-}" "$here/scripts/setup.sh" "$build"
 
+# The machine image's Python (pyenv) has moto, boto3 and the OpenAPI validators
+# the cloud fakes use; Debian's python3 does not.
+for shims in "${PYENV_ROOT:-$HOME/.pyenv}/shims" /root/.pyenv/shims; do
+  if [[ -d $shims && :$PATH: != *":$shims:"* ]]; then PATH="$shims:$PATH"; fi
+done
+export PATH
+
 cd "$build"
 status=0
 ctest -L unit --output-on-failure -j2 "$@" || status=1

@@ -31,5 +31,6 @@ void setup_rm(CLI::App& app, Context& ctx);
 void setup_version(CLI::App& app, Context& ctx);
 void setup_logs(CLI::App& app, Context& ctx);
 void setup_completion(CLI::App& app, Context& ctx);
+void setup_mount(CLI::App& app, Context& ctx);
 
 }  // namespace berth::cli

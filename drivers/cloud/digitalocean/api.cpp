@@ -63,9 +63,18 @@ ApiError Api::error(const HttpResponse& r) const {
   return ApiError(m, r.status, code, request_id);
 }
 
+HttpResponse Api::wire(HttpRequest req, Retry retry) {
+  try {
+    return http_.send(std::move(req), retry);
+  } catch (const TransportError& e) {
+    throw TransportError(prefix() + e.what() + "; check the network and --digitalocean-api-url, then try again",
+                         e.timed_out(), e.may_have_arrived());
+  }
+}
+
 std::pair<HttpResponse, std::optional<json>> Api::send_safe(HttpRequest req) {
   for (int attempt = 1;; ++attempt) {
-    HttpResponse r = http_.send(req, Retry::Safe);
+    HttpResponse r = wire(req, Retry::Safe);
     if (!ok(r.status)) return {std::move(r), std::nullopt};
     if (r.status == 204 && r.body.empty()) return {std::move(r), json::object()};
     auto j = parse(r.body);
@@ -128,7 +137,7 @@ HttpResponse Api::post_raw(const std::string& path, const json& body, Retry retr
   HttpRequest r = request("POST", path);
   r.headers.emplace_back("Content-Type", "application/json");
   r.body = body.dump();
-  return http_.send(std::move(r), retry);
+  return wire(std::move(r), retry);
 }
 
 json Api::post(const std::string& path, const json& body, Retry retry) {
@@ -141,7 +150,7 @@ json Api::post(const std::string& path, const json& body, Retry retry) {
 }
 
 void Api::del(const std::string& path) {
-  HttpResponse r = http_.send(request("DELETE", path), Retry::Safe);
+  HttpResponse r = wire(request("DELETE", path), Retry::Safe);
   if (ok(r.status) || r.status == 404) return;
   throw error(r);
 }

@@ -44,6 +44,8 @@ class Api {
   const CancelToken& cancel() const { return http_.cancel(); }
   const std::string& machine() const { return machine_; }
   std::string prefix() const;   // "machine 'M': digitalocean: "
+  // http_.send, with transport errors named for the machine.
+  HttpResponse wire(HttpRequest req, Retry retry);
 
  private:
   HttpRequest request(const std::string& method, const std::string& path_or_url) const;

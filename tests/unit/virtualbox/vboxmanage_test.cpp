@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <stdlib.h>
 
+#include <atomic>
 #include <cstdlib>
 #include <thread>
 
@@ -170,6 +171,23 @@ TEST_F(VBoxManageTest, WaitsForTheLockAnotherProcessHolds) {
   EXPECT_EQ(vbm.check({"--version"}), "7.0.14r161095\n");
   EXPECT_GE(std::chrono::steady_clock::now() - t0, 350ms);
   release.join();
+}
+
+TEST_F(VBoxManageTest, WaitsForAnotherProcessHoldingTheLock) {
+  // flock(1) from util-linux: another process takes the lock for 0.6 s.
+  if (::access("/usr/bin/flock", X_OK) != 0) GTEST_SKIP() << "flock(1) is not installed (util-linux)";
+  fs::create_directories(options().lock_file.parent_path());
+  std::atomic<bool> started{false};
+  std::thread holder([&] {
+    started = true;
+    run_process({"/usr/bin/flock", options().lock_file.string(), "/bin/sleep", "0.6"}, 10s);
+  });
+  while (!started) std::this_thread::yield();
+  std::this_thread::sleep_for(200ms);   // flock(1) has the lock by now
+  const auto t0 = std::chrono::steady_clock::now();
+  VBoxManage(options()).check({"--version"});
+  EXPECT_GE(std::chrono::steady_clock::now() - t0, 250ms);
+  holder.join();
 }
 
 TEST_F(VBoxManageTest, SaysWhoToBlameWhenTheLockNeverComes) {

@@ -239,7 +239,7 @@ std::optional<std::string> active_machine(Context& ctx) {
   return std::nullopt;
 }
 
-void change_power(Context& ctx, const std::string& name, PowerOp op) {
+void change_power(Context& ctx, const std::string& name, PowerOp op, bool quiet) {
   static const char* const verbs[] = {"start", "stop", "restart", "kill"};
   const char* verb = verbs[static_cast<int>(op)];
   auto lock = ctx.store().lock(name);
@@ -251,7 +251,7 @@ void change_power(Context& ctx, const std::string& name, PowerOp op) {
     throw UserError(fmt::format("machine '{}': the {} driver can't {} machines; {} the host yourself", name,
                                 record.driver, verb, verb));
   auto driver = load_driver(ctx, record);
-  Steps step(name);
+  Steps step(name, quiet);
   static const char* const doing[] = {"starting", "stopping", "restarting", "killing"};
   step(doing[static_cast<int>(op)]);
   switch (op) {

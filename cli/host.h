@@ -66,7 +66,7 @@ void destroy_machine(Context& ctx, const std::string& name, const std::optional<
 enum class PowerOp { Start, Stop, Restart, Kill };
 // Runs a power operation the driver declares it can do; afterwards a started
 // machine gets certificates for its (maybe new) address and its agent answers.
-void change_power(Context& ctx, const std::string& name, PowerOp op);
+void change_power(Context& ctx, const std::string& name, PowerOp op, bool quiet = false);
 
 // The active machine: the one whose URL is $DOCKER_HOST, else the one the
 // current docker context (berth-NAME) names.

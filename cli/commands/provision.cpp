@@ -11,6 +11,7 @@ namespace {
 struct ProvisionOptions {
   std::vector<std::string> names;
   bool repin = false;
+  bool quiet = false;
 };
 
 void run_provision(Context& ctx, const ProvisionOptions& o) {
@@ -24,7 +25,7 @@ void run_provision(Context& ctx, const ProvisionOptions& o) {
       fmt::print(stderr, "{}: forgetting the pinned host key {}\n", name, record.ssh.host_key_fingerprint);
       record.ssh.host_key_fingerprint.clear();
     }
-    Steps step(name);
+    Steps step(name, o.quiet);
     if (record.tls.server_cert.empty()) {
       step("issuing TLS certificates");
       issue_machine_certs(ctx, record);
@@ -45,6 +46,7 @@ void setup_provision(CLI::App& app, Context& ctx) {
   auto o = std::make_shared<ProvisionOptions>();
   auto* cmd = app.add_subcommand("provision", "Install or re-install berth-agent on machines");
   cmd->add_option("names", o->names, "Machine names")->required();
+  cmd->add_flag("-q,--quiet", o->quiet, "Do not print the steps");
   cmd->add_flag("--repin-host-key", o->repin, "Trust the host's current SSH host key (after a reinstall)");
   cmd->callback([&ctx, o] { run_provision(ctx, *o); });
 }

@@ -7,10 +7,12 @@ namespace berth::cli {
 
 void setup_restart(CLI::App& app, Context& ctx) {
   auto names = std::make_shared<std::vector<std::string>>();
+  auto quiet = std::make_shared<bool>(false);
   auto* cmd = app.add_subcommand("restart", "Restart a machine");
   cmd->add_option("names", *names, "Machine names")->required();
-  cmd->callback([&ctx, names] {
-    for (const auto& name : *names) change_power(ctx, name, PowerOp::Restart);
+  cmd->add_flag("-q,--quiet", *quiet, "Do not print the steps");
+  cmd->callback([&ctx, names, quiet] {
+    for (const auto& name : *names) change_power(ctx, name, PowerOp::Restart, *quiet);
   });
 }
 

@@ -7,10 +7,12 @@ namespace berth::cli {
 
 void setup_stop(CLI::App& app, Context& ctx) {
   auto names = std::make_shared<std::vector<std::string>>();
+  auto quiet = std::make_shared<bool>(false);
   auto* cmd = app.add_subcommand("stop", "Stop a machine cleanly");
   cmd->add_option("names", *names, "Machine names")->required();
-  cmd->callback([&ctx, names] {
-    for (const auto& name : *names) change_power(ctx, name, PowerOp::Stop);
+  cmd->add_flag("-q,--quiet", *quiet, "Do not print the steps");
+  cmd->callback([&ctx, names, quiet] {
+    for (const auto& name : *names) change_power(ctx, name, PowerOp::Stop, *quiet);
   });
 }
 

@@ -59,6 +59,18 @@ void CancelToken::throw_if_cancelled() const {
   if (cancelled()) throw Interrupted("interrupted");
 }
 
+void run_pre_create_check(const std::function<void()>& body) {
+  try {
+    body();
+  } catch (const PreCreateCheckFailed&) {
+    throw;
+  } catch (const Interrupted&) {
+    throw;
+  } catch (const Error& e) {
+    throw PreCreateCheckFailed(e.what());
+  }
+}
+
 void DriverRegistry::add(std::unique_ptr<DriverFactory> factory) {
   factories_.push_back(std::move(factory));
 }

@@ -130,6 +130,10 @@ class DriverRegistry {
   std::vector<std::unique_ptr<DriverFactory>> factories_;
 };
 
+// Runs a pre_create_check() body: a berth::Error it throws (but Interrupted)
+// becomes PreCreateCheckFailed, so the CLI exits 3.
+void run_pre_create_check(const std::function<void()>& body);
+
 // Every driver this build has. The composition root calls it once.
 DriverRegistry make_default_registry();
 

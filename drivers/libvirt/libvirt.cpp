@@ -18,6 +18,7 @@
 #include "core/lock.h"
 #include "core/log.h"
 #include "core/net.h"
+#include "drivers/ports.h"
 #include "core/ssh.h"
 #include "drivers/libvirt/accel.h"
 #include "drivers/libvirt/cidata.h"
@@ -60,49 +61,6 @@ std::string default_uri() { return ::geteuid() == 0 ? "qemu:///system" : "qemu:/
 
 std::string hex8(const std::string& s) { return virt::sha256_hex(s).substr(0, 8); }
 
-// Like a bind by QEMU's slirp (which sets SO_REUSEADDR): true when it would succeed.
-bool port_free(int port) {
-  if (port <= 0) return false;
-  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return false;
-  int one = 1;
-  ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(static_cast<uint16_t>(port));
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
-  ::close(fd);
-  return ok;
-}
-
-// True when host:port sends an SSH banner ("SSH-...") within `timeout`. With
-// user networking QEMU accepts the connection itself, so a bare connect proves nothing.
-bool ssh_banner(int port, std::chrono::milliseconds timeout) {
-  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return false;
-  timeval tv{static_cast<time_t>(timeout.count() / 1000), static_cast<suseconds_t>((timeout.count() % 1000) * 1000)};
-  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(static_cast<uint16_t>(port));
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bool ok = false;
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0) {
-    char buf[4];
-    size_t got = 0;
-    while (got < sizeof buf) {
-      ssize_t n = ::recv(fd, buf + got, sizeof buf - got, 0);
-      if (n <= 0) break;
-      got += static_cast<size_t>(n);
-    }
-    ok = got == sizeof buf && std::string(buf, sizeof buf) == "SSH-";
-  }
-  ::close(fd);
-  return ok;
-}
-
 std::vector<std::string> split_lines(const std::string& text) {
   std::vector<std::string> out;
   std::string line;
@@ -134,7 +92,7 @@ class LibvirtDriver final : public Driver {
   }
 
   void pre_create_check() override {
-    try {
+    run_pre_create_check([&] {
       if (const long pages = ::sysconf(_SC_PHYS_PAGES); pages > 0) {
         const long long host_mb = static_cast<long long>(pages) * ::sysconf(_SC_PAGESIZE) / (1024 * 1024);
         if (s_.memory_mb > host_mb)
@@ -155,13 +113,7 @@ class LibvirtDriver final : public Driver {
       }
       if (s_.image_url.empty()) s_.image_kind = to_string(virt::inspect_image(s_.image, name()).kind);
       decide_accel(conn.get());
-    } catch (const PreCreateCheckFailed&) {
-      throw;
-    } catch (const Interrupted&) {
-      throw;
-    } catch (const Error& e) {
-      throw PreCreateCheckFailed(e.what());
-    }
+    });
   }
 
   void create() override {
@@ -564,37 +516,8 @@ class LibvirtDriver final : public Driver {
     return d;
   }
 
-  // Ports other libvirt machines of this store have recorded (running or not).
-  std::set<int> ports_of_other_machines() const {
-    std::set<int> taken;
-    std::error_code ec;
-    for (auto it = fs::directory_iterator(store_root() / "machines", ec); !ec && it != fs::directory_iterator();
-         it.increment(ec)) {
-      if (it->path().lexically_normal() == dir_) continue;
-      try {
-        auto j = nlohmann::json::parse(read_file(it->path() / "config.json"));
-        if (j.value("driver", "") != "libvirt") continue;
-        const auto& st = j.at("driver_state");
-        taken.insert(st.value("ssh_port", 0));
-        taken.insert(st.value("agent_port", 0));
-      } catch (const std::exception&) {
-      }
-    }
-    return taken;
-  }
-
   void choose_ports(bool force_new) {
-    const auto taken = ports_of_other_machines();
-    auto usable = [&](int p) { return p > 0 && !taken.count(p) && port_free(p); };
-    auto pick = [&](int avoid) {
-      for (int i = 0; i < 50; ++i) {
-        int p = free_tcp_port();
-        if (p != avoid && usable(p)) return p;
-      }
-      throw DriverError(fmt::format("machine '{}': cannot find a free port on 127.0.0.1", name()));
-    };
-    if (force_new || !usable(s_.ssh_port)) s_.ssh_port = pick(s_.agent_port);
-    if (force_new || !usable(s_.agent_port) || s_.agent_port == s_.ssh_port) s_.agent_port = pick(s_.ssh_port);
+    choose_forward_ports(dir_, name(), s_.ssh_port, s_.agent_port, force_new);
   }
 
   // (Re)defines the domain from the current state and starts it. With user
@@ -659,7 +582,7 @@ class LibvirtDriver final : public Driver {
     const auto deadline = std::chrono::steady_clock::now() + kSshTimeout;
     while (std::chrono::steady_clock::now() < deadline) {
       ctx_.cancel.throw_if_cancelled();
-      if (user_net() ? ssh_banner(s_.ssh_port, 1500ms) : tcp_port_open(s_.ip, 22, 2s)) return;
+      if (user_net() ? loopback_ssh_banner(s_.ssh_port, 1500ms) : tcp_port_open(s_.ip, 22, 2s)) return;
       std::this_thread::sleep_for(100ms);
     }
     // A failed create removes the console with everything else, so say what it showed last.

@@ -13,6 +13,7 @@
 #include "core/fs.h"
 #include "core/log.h"
 #include "core/net.h"
+#include "drivers/ports.h"
 #include "core/ssh.h"
 #include "drivers/libvirt/cidata.h"
 #include "drivers/libvirt/download.h"
@@ -53,48 +54,6 @@ struct VBoxState {
   int agent_port = 0;
   int guest_agent_port = 2376;
 };
-
-bool port_free(int port) {
-  if (port <= 0) return false;
-  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return false;
-  int one = 1;
-  ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(static_cast<uint16_t>(port));
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
-  ::close(fd);
-  return ok;
-}
-
-// True when 127.0.0.1:port sends "SSH-" within `timeout`. VirtualBox's NAT (like QEMU's)
-// accepts on the forwarded port before the guest listens, so a bare connect proves nothing.
-bool ssh_banner(int port, std::chrono::milliseconds timeout) {
-  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return false;
-  timeval tv{static_cast<time_t>(timeout.count() / 1000), static_cast<suseconds_t>((timeout.count() % 1000) * 1000)};
-  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(static_cast<uint16_t>(port));
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bool ok = false;
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0) {
-    char buf[4];
-    size_t got = 0;
-    while (got < sizeof buf) {
-      ssize_t n = ::recv(fd, buf + got, sizeof buf - got, 0);
-      if (n <= 0) break;
-      got += static_cast<size_t>(n);
-    }
-    ok = got == sizeof buf && std::string(buf, sizeof buf) == "SSH-";
-  }
-  ::close(fd);
-  return ok;
-}
 
 bool one_of(const std::string& v, const auto& list) {
   for (const char* c : list)
@@ -504,18 +463,14 @@ class VirtualBoxDriver final : public Driver {
   // --- the image -------------------------------------------------------------
 
   void check_iso(const std::string& path) const {
-    try {
+    run_pre_create_check([&] {
       auto img = virt::inspect_image(path, name());
       if (img.kind != virt::ImageKind::Iso)
         throw UserError(
             fmt::format("machine '{}': {} is a {} image; VirtualBox boots an ISO (use the berth-os "
                         "ISO or pass --virtualbox-image with a bootable .iso)",
                         name(), path, to_string(img.kind)));
-    } catch (const PreCreateCheckFailed&) {
-      throw;
-    } catch (const Error& e) {
-      throw PreCreateCheckFailed(e.what());
-    }
+    });
   }
 
   void resolve_image() {
@@ -543,36 +498,10 @@ class VirtualBoxDriver final : public Driver {
 
   // --- start -----------------------------------------------------------------
 
-  std::set<int> ports_of_other_machines() const {
-    std::set<int> taken;
-    std::error_code ec;
-    for (auto it = fs::directory_iterator(store_root() / "machines", ec); !ec && it != fs::directory_iterator();
-         it.increment(ec)) {
-      if (it->path().lexically_normal() == dir_) continue;
-      try {
-        auto j = nlohmann::json::parse(read_file(it->path() / "config.json"));
-        const auto& st = j.at("driver_state");
-        taken.insert(st.value("ssh_port", 0));
-        taken.insert(st.value("agent_port", 0));
-      } catch (const std::exception&) {
-      }
-    }
-    return taken;
+  void choose_ports() {
+    choose_forward_ports(dir_, name(), s_.ssh_port, s_.agent_port);
   }
 
-  void choose_ports() {
-    const auto taken = ports_of_other_machines();
-    auto usable = [&](int p) { return p > 0 && !taken.count(p) && port_free(p); };
-    auto pick = [&](int avoid) {
-      for (int i = 0; i < 50; ++i) {
-        int p = free_tcp_port();
-        if (p != avoid && usable(p)) return p;
-      }
-      throw DriverError(fmt::format("machine '{}': cannot find a free port on 127.0.0.1", name()));
-    };
-    if (!usable(s_.ssh_port)) s_.ssh_port = pick(s_.agent_port);
-    if (!usable(s_.agent_port) || s_.agent_port == s_.ssh_port) s_.agent_port = pick(s_.ssh_port);
-  }
 
   void forward(const std::string& rule, int host_port, int guest_port) {
     vbm().run({"modifyvm", s_.vm, "--natpf1", "delete", rule});  // fails when there is none: fine
@@ -639,7 +568,7 @@ class VirtualBoxDriver final : public Driver {
     auto next_state_check = std::chrono::steady_clock::now() + 5s;
     while (std::chrono::steady_clock::now() < deadline) {
       ctx_.cancel.throw_if_cancelled();
-      if (ssh_banner(s_.ssh_port, 1500ms)) return;
+      if (loopback_ssh_banner(s_.ssh_port, 1500ms)) return;
       if (std::chrono::steady_clock::now() >= next_state_check) {
         const std::string st = vm_state();
         if (st == "poweroff" || st == "aborted" || st == "notfound")

@@ -217,7 +217,7 @@ class AmazonEc2Driver final : public Driver {
   }
 
   void pre_create_check() override {
-    try {
+    run_pre_create_check([&] {
       auto session = open(ctx_.cancel);
       auto& c = session->client;
       if (s_.ami.empty())
@@ -225,13 +225,7 @@ class AmazonEc2Driver final : public Driver {
                                    "; pass --amazonec2-ami");
       root_device_of_ami(c);
       if (!s_.subnet_id.empty()) c.subnet_vpc(s_.subnet_id);
-    } catch (const PreCreateCheckFailed&) {
-      throw;
-    } catch (const Interrupted&) {
-      throw;
-    } catch (const Error& e) {
-      throw PreCreateCheckFailed(e.what());
-    }
+    });
   }
 
   void create() override {

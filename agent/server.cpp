@@ -66,6 +66,21 @@ std::string path_of(std::string_view target) {
   return std::string(target.substr(0, target.find('?')));
 }
 
+// A lingering close: reads and drops what the client still sends (bounded in
+// time and size), so closing with unread data does not reset the connection
+// and make the client lose the answer it was sent (a 413, say).
+void drain_input(TlsConn& conn) {
+  conn.set_timeout(std::chrono::seconds(2));
+  char sink[16 << 10];
+  std::size_t total = 0;
+  beast::error_code ec;
+  while (total < (64u << 20)) {
+    const std::size_t n = conn.read(sink, sizeof sink, ec);
+    if (ec || n == 0) break;
+    total += n;
+  }
+}
+
 std::string duration_ms(std::chrono::steady_clock::duration d) {
   char buf[32];
   std::snprintf(buf, sizeof buf, "%.3f", std::chrono::duration<double, std::milli>(d).count());
@@ -363,6 +378,7 @@ void Server::session(int fd, std::string peer) {
     const std::string cn = peer_common_name(conn.ssl());
 
     beast::flat_buffer buffer;
+    bool body_left_unread = false;
     for (;;) {
       http::request_parser<http::buffer_body> parser;
       parser.header_limit(static_cast<std::uint32_t>(options_.max_header_bytes));
@@ -410,6 +426,7 @@ void Server::session(int fd, std::string peer) {
                   413, "request body too large: the limit is " +
                            std::to_string(options_.max_body_bytes) + " bytes");
               keep_alive = false;
+              body_left_unread = true;
               break;
             }
             body.append(chunk, n);
@@ -422,7 +439,10 @@ void Server::session(int fd, std::string peer) {
       } else if (!ec) {
         request.body_reader = &reader;
         response = api_.handle(std::move(request));
-        if (!parser.is_done()) keep_alive = false;  // the rest of the body is unread
+        if (!parser.is_done()) {  // the rest of the body is unread
+          keep_alive = false;
+          body_left_unread = true;
+        }
       }
       if (ec || response.status == 413) api::add_common_headers(response);
 
@@ -484,6 +504,7 @@ void Server::session(int fd, std::string peer) {
                 " peer=" + peer);
       if (!ok || !keep_alive) break;
     }
+    if (body_left_unread && !stopping_) drain_input(conn);
     if (!stopping_) conn.shutdown();
   } catch (const std::exception& e) {
     log_.error("connection from " + peer + " failed: " + e.what());

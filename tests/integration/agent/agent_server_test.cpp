@@ -198,6 +198,20 @@ TEST_F(AgentServer, OversizedBodyGets413) {
   EXPECT_FALSE(res.keep_alive());
 }
 
+// The server answers 413 after 1 KB and then reads and drops the rest, so the
+// client can finish sending and still read the answer (no reset on close).
+TEST_F(AgentServer, OversizedBodyAnswerSurvivesAClientStillSending) {
+  auto s = connect();
+  http::request<http::string_body> req{http::verb::post, "/echo-size", 11, std::string(4u << 20, 'x')};
+  req.prepare_payload();
+  beast::error_code ec;
+  http::write(*s, req, ec);
+  EXPECT_FALSE(ec) << ec.message();
+  auto res = read_response(*s);
+  EXPECT_EQ(res.result_int(), 413u);
+  EXPECT_NE(res.body().find("too large"), std::string::npos) << res.body();
+}
+
 TEST_F(AgentServer, OversizedChunkedBodyGets413) {
   auto s = connect();
   std::string raw = "POST /echo-size HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n";

@@ -336,30 +336,6 @@ TEST_F(GenericDriver, ScpRecursiveCopiesDirectories) {
   EXPECT_EQ(read_text(back / "sub/mid.txt"), "mid\n");
 }
 
-TEST_F(GenericDriver, MountShowsTheMachinesFolderThroughSshfsWithThePinnedKey) {
-  require_machine(1);
-  write_text(host(1).root() / "tmp/mounted.txt", "from gen-b\n");
-  const fs::path dir = cli().scratch() / "mnt-b";
-  fs::create_directories(dir);
-  auto m = cli()({"mount", "gen-b:/tmp", dir.string()});
-  ASSERT_EQ(m.exit_code, 0) << m.describe();
-  EXPECT_EQ(read_text(dir / "mounted.txt"), "from gen-b\n");
-  write_text(dir / "written.txt", "from the laptop\n");
-  EXPECT_EQ(read_text(host(1).root() / "tmp/written.txt"), "from the laptop\n");
-  // OpenSSH got exactly the pinned key, nothing else.
-  auto known = read_text(cli().machine_dir("gen-b") / "known_hosts");
-  EXPECT_EQ(known.rfind(host(1).ip() + " ssh-", 0), 0u) << known;
-  auto u = cli()({"mount", "-u", dir.string()});
-  ASSERT_EQ(u.exit_code, 0) << u.describe();
-  EXPECT_FALSE(fs::exists(dir / "mounted.txt"));
-
-  auto bad = cli()({"mount", "gen-b", dir.string()});
-  EXPECT_EQ(bad.exit_code, 2) << bad.describe();
-  auto no_sshfs = cli().bash("PATH=/nonexistent " + berth_binary().string() + " mount gen-b:/tmp " + dir.string());
-  EXPECT_EQ(no_sshfs.exit_code, 1) << no_sshfs.describe();
-  EXPECT_NE(no_sshfs.err.find("needs sshfs"), std::string::npos) << no_sshfs.describe();
-}
-
 // f) the agent speaks mutual TLS only with the machine's client certificate
 TEST_F(GenericDriver, AgentRequiresAClientCertificateFromTheMachineCa) {
   require_machine(0);

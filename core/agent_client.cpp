@@ -64,7 +64,29 @@ std::string one_line(std::string s) {
 
 }  // namespace
 
-AgentResponse agent_get(const AgentEndpoint& ep, const std::string& path, std::chrono::milliseconds timeout) {
+namespace {
+
+struct Transfer {
+  std::string* body = nullptr;                               // agent_get: collect here
+  const std::function<bool(std::string_view)>* sink = nullptr;  // agent_stream: hand over
+  const std::function<bool()>* should_stop = nullptr;
+};
+
+size_t on_data(char* data, size_t size, size_t n, void* userp) {
+  auto* t = static_cast<Transfer*>(userp);
+  const size_t len = size * n;
+  if (t->sink) return (*t->sink)(std::string_view(data, len)) ? len : 0;
+  return on_body(data, size, n, t->body);
+}
+
+int on_progress(void* userp, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
+  auto* t = static_cast<Transfer*>(userp);
+  return t->should_stop && *t->should_stop && (*t->should_stop)() ? 1 : 0;
+}
+
+// One GET with the client certificate. timeout 0: no total limit (a stream).
+AgentResponse perform_get(const AgentEndpoint& ep, const std::string& path, std::chrono::milliseconds timeout,
+                          std::chrono::milliseconds connect_timeout, Transfer& transfer) {
   AgentResponse out;
   if (ep.url.empty()) {
     out.error = "no agent URL";
@@ -77,7 +99,6 @@ AgentResponse agent_get(const AgentEndpoint& ep, const std::string& path, std::c
     return out;
   }
   const std::string url = https_base(ep.url) + (path.empty() || path.front() != '/' ? "/" : "") + path;
-  const long ms = std::max<long>(1, static_cast<long>(timeout.count()));
   char errbuf[CURL_ERROR_SIZE] = {};
   CURL* c = curl.get();
   CURLcode setup = CURLE_OK;   // the first failing option, if any
@@ -89,16 +110,25 @@ AgentResponse agent_get(const AgentEndpoint& ep, const std::string& path, std::c
   set(CURLOPT_ERRORBUFFER, errbuf);
   set(CURLOPT_NOSIGNAL, 1L);
   set(CURLOPT_NOPROXY, "*");
-  set(CURLOPT_TIMEOUT_MS, ms);
-  set(CURLOPT_CONNECTTIMEOUT_MS, ms);
+  if (timeout.count() > 0) set(CURLOPT_TIMEOUT_MS, static_cast<long>(timeout.count()));
+  set(CURLOPT_CONNECTTIMEOUT_MS, std::max<long>(1, static_cast<long>(connect_timeout.count())));
   set(CURLOPT_SSL_VERIFYPEER, 1L);
   set(CURLOPT_SSL_VERIFYHOST, 2L);
   set(CURLOPT_SSLVERSION, static_cast<long>(CURL_SSLVERSION_TLSv1_2));
   if (!ep.ca_cert.empty()) set(CURLOPT_CAINFO, ep.ca_cert.c_str());
   if (!ep.client_cert.empty()) set(CURLOPT_SSLCERT, ep.client_cert.c_str());
   if (!ep.client_key.empty()) set(CURLOPT_SSLKEY, ep.client_key.c_str());
-  set(CURLOPT_WRITEFUNCTION, on_body);
-  set(CURLOPT_WRITEDATA, &out.body);
+  set(CURLOPT_WRITEFUNCTION, on_data);
+  set(CURLOPT_WRITEDATA, &transfer);
+  if (transfer.should_stop) {
+    set(CURLOPT_XFERINFOFUNCTION, on_progress);
+    set(CURLOPT_XFERINFODATA, &transfer);
+    set(CURLOPT_NOPROGRESS, 0L);
+    // A quiet stream still gets checked: TCP keepalive notices a peer that vanished.
+    set(CURLOPT_TCP_KEEPALIVE, 1L);
+    set(CURLOPT_TCP_KEEPIDLE, 10L);
+    set(CURLOPT_TCP_KEEPINTVL, 5L);
+  }
 
   if (setup != CURLE_OK) {
     out.error = std::string("cannot set up the request: ") + curl_easy_strerror(setup);
@@ -113,6 +143,26 @@ AgentResponse agent_get(const AgentEndpoint& ep, const std::string& path, std::c
   }
   log::debug("agent", "GET {} -> {} {}", url, out.status, out.error);
   return out;
+}
+
+}  // namespace
+
+AgentResponse agent_get(const AgentEndpoint& ep, const std::string& path, std::chrono::milliseconds timeout) {
+  AgentResponse out;
+  Transfer t;
+  t.body = &out.body;
+  auto r = perform_get(ep, path, std::max(timeout, std::chrono::milliseconds(1)), timeout, t);
+  r.body = std::move(out.body);
+  return r;
+}
+
+AgentResponse agent_stream(const AgentEndpoint& ep, const std::string& path,
+                           const std::function<bool(std::string_view)>& sink, const std::function<bool()>& should_stop,
+                           std::chrono::milliseconds connect_timeout) {
+  Transfer t;
+  t.sink = &sink;
+  t.should_stop = &should_stop;
+  return perform_get(ep, path, std::chrono::milliseconds(0), connect_timeout, t);
 }
 
 std::string agent_docker_version(const AgentEndpoint& ep, std::chrono::milliseconds timeout, std::string* error) {

@@ -3,7 +3,9 @@
 // engine) with the client certificate: used for the post-provision check,
 // `ls`'s DOCKER column and `status`.
 #include <chrono>
+#include <functional>
 #include <string>
+#include <string_view>
 
 namespace berth {
 
@@ -23,6 +25,13 @@ struct AgentResponse {
 // GET path (e.g. "/_ping", "/version") with a total timeout. Never throws.
 AgentResponse agent_get(const AgentEndpoint& ep, const std::string& path,
                         std::chrono::milliseconds timeout);
+
+// GET path and hand the body to `sink` piece by piece as it arrives (for
+// /events). Returns when the body ends, `sink` returns false, or `should_stop`
+// turns true (checked at least once a second). Never throws.
+AgentResponse agent_stream(const AgentEndpoint& ep, const std::string& path,
+                           const std::function<bool(std::string_view)>& sink,
+                           const std::function<bool()>& should_stop, std::chrono::milliseconds connect_timeout);
 
 // GET /version and return .Version ("" with `error` set when unreachable).
 std::string agent_docker_version(const AgentEndpoint& ep, std::chrono::milliseconds timeout,

@@ -452,6 +452,8 @@ std::unique_ptr<SshSession> SshSession::connect(const SshTarget& target, std::ch
 
 std::string SshSession::host_key_fingerprint() const { return impl_->fingerprint; }
 std::string SshSession::host_public_key() const { return impl_->host_key_line; }
+ssh_session_struct* SshSession::native_handle() const { return impl_->s(); }
+const SshTarget& SshSession::target() const { return impl_->target; }
 
 ExecResult SshSession::run(const std::string& command, std::string_view stdin_data) {
   log::debug(kLog, "run on {}: {}", where(impl_->target), command);

@@ -11,6 +11,8 @@
 
 #include "core/remote.h"
 
+struct ssh_session_struct;
+
 namespace berth {
 
 struct SshTarget {
@@ -45,6 +47,10 @@ class SshSession final : public Remote {
   // Interactive: a PTY (when stdin is a terminal) bridged to this process's
   // stdin/stdout; with an empty command, a login shell. Returns the exit status.
   int interactive(const std::string& command);
+
+  // The libssh session, for SshPortForwarder (which then owns all traffic on it).
+  ssh_session_struct* native_handle() const;
+  const SshTarget& target() const;
 
   // SFTP directory helpers for scp -r.
   bool is_remote_dir(const std::string& remote_path);

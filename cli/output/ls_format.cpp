@@ -48,13 +48,13 @@ std::vector<std::string> split_cells(const std::string& line) {
 nlohmann::json header_json() {
   return {{"Name", "NAME"},   {"Active", "ACTIVE"},       {"ActiveHost", "ACTIVE"}, {"DriverName", "DRIVER"},
           {"State", "STATE"}, {"URL", "URL"},             {"DockerVersion", "DOCKER"}, {"Error", "ERRORS"},
-          {"Labels", "LABELS"}, {"Swarm", "SWARM"}};
+          {"Labels", "LABELS"}, {"Swarm", "SWARM"}, {"Forwards", "FORWARDS"}};
 }
 
 std::string default_table(const std::vector<LsRow>& rows) {
   std::vector<std::vector<std::string>> cells;
-  for (const auto& r : rows) cells.push_back({r.name, r.active ? "*" : "-", r.driver, r.state, r.url, r.docker, r.error});
-  return render_table({"NAME", "ACTIVE", "DRIVER", "STATE", "URL", "DOCKER", "ERRORS"}, cells);
+  for (const auto& r : rows) cells.push_back({r.name, r.active ? "*" : "-", r.driver, r.state, r.url, r.docker, r.forwards, r.error});
+  return render_table({"NAME", "ACTIVE", "DRIVER", "STATE", "URL", "DOCKER", "FORWARDS", "ERRORS"}, cells);
 }
 
 std::string table_of_template(const std::vector<LsRow>& rows, const std::string& text) {
@@ -82,7 +82,7 @@ nlohmann::json to_ls_json(const LsRow& row) {
   return {{"Name", row.name},   {"Active", row.active}, {"ActiveHost", row.active ? "*" : "-"},
           {"DriverName", row.driver}, {"State", row.state}, {"URL", row.url},
           {"DockerVersion", row.docker}, {"Error", row.error}, {"Labels", row.labels},
-          {"Swarm", row.swarm}};
+          {"Swarm", row.swarm}, {"Forwards", row.forwards}};
 }
 
 LsFilter LsFilter::parse(const std::vector<std::string>& filters) {

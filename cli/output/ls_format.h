@@ -12,8 +12,10 @@
 //   {{.Error}}          string   why the machine could not be queried
 //   {{.Labels}}         list     engine labels "k=v"
 //   {{.Swarm}}          string
+//   {{.Forwards}}       string   published ports forwarded to 127.0.0.1 ("8080,8443"),
+//                                "on" (none published), "off", or "" (not running)
 // "table {{.Name}}\t{{.State}}" prints a table whose headers come from the fields:
-// NAME ACTIVE DRIVER STATE URL DOCKER ERRORS LABELS SWARM.
+// NAME ACTIVE DRIVER STATE URL DOCKER FORWARDS ERRORS LABELS SWARM.
 #include <regex>
 #include <string>
 #include <vector>
@@ -28,6 +30,7 @@ struct LsRow {
   std::string driver, state, url, docker, error;
   std::vector<std::string> labels;  // "k=v" or "k"
   std::string swarm;
+  std::string forwards;
 };
 
 nlohmann::json to_ls_json(const LsRow& row);

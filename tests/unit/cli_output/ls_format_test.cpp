@@ -15,6 +15,7 @@ std::vector<LsRow> rows() {
   dev.state = "Running";
   dev.url = "tcp://192.0.2.7:2376";
   dev.docker = "v28.2.2";
+  dev.forwards = "8080,443";
   dev.labels = {"env=dev", "gpu"};
   LsRow prod;
   prod.name = "prod-1";
@@ -75,13 +76,13 @@ TEST(LsFilter, BadFiltersAreUsageErrors) {
 
 TEST(FormatLs, DefaultTable) {
   const std::string want =
-      "NAME     ACTIVE   DRIVER       STATE     URL                    DOCKER    ERRORS\n"
-      "dev      *        generic      Running   tcp://192.0.2.7:2376   v28.2.2\n"
+      "NAME     ACTIVE   DRIVER       STATE     URL                    DOCKER    FORWARDS   ERRORS\n"
+      "dev      *        generic      Running   tcp://192.0.2.7:2376   v28.2.2   8080,443\n"
       "prod-1   -        amazonec2    Stopped\n"
-      "broken   -        virtualbox   Error                                      VBoxManage not found\n";
+      "broken   -        virtualbox   Error                                                 VBoxManage not found\n";
   EXPECT_EQ(format_ls(rows(), "", false), want);
   EXPECT_EQ(format_ls(rows(), "table", false), want);
-  EXPECT_EQ(format_ls({}, "", false), "NAME   ACTIVE   DRIVER   STATE   URL   DOCKER   ERRORS\n");
+  EXPECT_EQ(format_ls({}, "", false), "NAME   ACTIVE   DRIVER   STATE   URL   DOCKER   FORWARDS   ERRORS\n");
 }
 
 TEST(FormatLs, QuietPrintsNamesWhateverTheFormat) {
@@ -104,6 +105,7 @@ TEST(FormatLs, JsonOneObjectALine) {
   EXPECT_EQ(objs[0]["URL"], "tcp://192.0.2.7:2376");
   EXPECT_EQ(objs[0]["DockerVersion"], "v28.2.2");
   EXPECT_EQ(objs[0]["Labels"], (nlohmann::json{"env=dev", "gpu"}));
+  EXPECT_EQ(objs[0]["Forwards"], "8080,443");
   EXPECT_EQ(objs[1]["Active"], false);
   EXPECT_EQ(objs[2]["Error"], "VBoxManage not found");
 }

@@ -63,7 +63,7 @@ modules=(
   ata_piix ahci sd_mod sr_mod button evdev
   e1000 e1000e
   ext4 crc32c_generic crc32c_intel iso9660 nls_utf8 overlay loop
-  9p 9pnet_virtio
+  9p 9pnet 9pnet_virtio  # host folders (virtio-9p); etc/berth-os/shares loads them
   veth bridge br_netfilter
   nf_tables nft_compat nft_chain_nat nft_nat nft_masq nft_redir nft_ct
   nft_reject_inet nft_reject_ipv4 nft_reject_ipv6 nft_fib_inet nft_fib_ipv4 nft_fib_ipv6 nft_limit
@@ -202,7 +202,7 @@ done
 # our files
 cp -a "$here/rootfs/." "$root/"
 install -m 0755 "$here/init" "$root/init"
-chmod 0755 "$root"/etc/berth-os/{boot,sshd,local,shutdown,udhcpc.script} "$root"/etc/acpi/PWRF/*
+chmod 0755 "$root"/etc/berth-os/{boot,sshd,local,shutdown,shares,udhcpc.script} "$root"/etc/acpi/PWRF/*
 chmod 0640 "$root/etc/shadow"
 cat >"$root/etc/os-release" <<EOF
 NAME="berth-os"

@@ -106,6 +106,12 @@ std::string cidata_user_data(const CidataSpec& s) {
   return out.str();
 }
 
+std::string cidata_mounts(const CidataSpec& s) {
+  std::string out;
+  for (const auto& m : s.mounts) out += m.tag + " " + m.path + "\n";
+  return out;
+}
+
 void write_cidata_iso(const std::filesystem::path& iso, const CidataSpec& spec) {
   init_libisofs();
   IsoImage* raw_image = nullptr;
@@ -116,6 +122,7 @@ void write_cidata_iso(const std::filesystem::path& iso, const CidataSpec& spec) 
   IsoDir* root = iso_image_get_root(image.get());
   add_file(root, iso, "meta-data", cidata_meta_data(spec));
   add_file(root, iso, "user-data", cidata_user_data(spec));
+  if (!spec.mounts.empty()) add_file(root, iso, "berth-mounts", cidata_mounts(spec));
 
   IsoWriteOpts* raw_opts = nullptr;
   rc = iso_write_opts_new(&raw_opts, 1);  // profile 1: Rock Ridge, ready for reading back

@@ -16,10 +16,18 @@ struct CidataSpec {
   // For cloud-init images: the blank data disk to format (ext4, once) and mount on
   // /var/lib/berth. berth-os finds its data disk itself and ignores this.
   std::string data_device;
+  // Host folders berth-os mounts at boot (virtio-9p): the file berth-mounts, one
+  // "TAG GUESTPATH" line each. cloud-init ignores it.
+  struct Mount {
+    std::string tag;
+    std::string path;
+  };
+  std::vector<Mount> mounts;
 };
 
 std::string cidata_meta_data(const CidataSpec& spec);
 std::string cidata_user_data(const CidataSpec& spec);   // #cloud-config
+std::string cidata_mounts(const CidataSpec& spec);      // berth-mounts; "" when there are none
 
 // Writes the ISO (Rock Ridge + Joliet, label CIDATA) atomically, mode 0600.
 // Throws berth::Error naming `iso` when libisofs fails.

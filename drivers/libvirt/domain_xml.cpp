@@ -17,6 +17,20 @@ std::string disk(const fs::path& file, const std::string& format, const std::str
   return out;
 }
 
+// A host folder over virtio-9p. 'mapped': QEMU does every file operation as the user it
+// runs as (root here; the laptop user under qemu:///session, and under qemu:///system
+// through the seclabel), so what the guest writes, even as root, is the user's own file
+// on the host (mode 0600, directories 0700); the guest's owner and mode live in
+// user.virtfs.* xattrs. 'passthrough' would chown files to the guest's uid, which
+// fails (EPERM) for a QEMU that is not root.
+std::string filesystem(const Share& s) {
+  std::string out = "    <filesystem type='mount' accessmode='mapped'>\n";
+  out += fmt::format("      <source dir='{}'/>\n", xml_escape(s.host));
+  out += fmt::format("      <target dir='{}'/>\n", xml_escape(s.tag));
+  out += "    </filesystem>\n";
+  return out;
+}
+
 std::string seclabel(const std::string& dac_label) {
   if (dac_label.empty()) return "";
   return fmt::format("  <seclabel type='static' model='dac' relabel='no'>\n    <label>{}</label>\n  </seclabel>\n",
@@ -82,6 +96,7 @@ std::string domain_xml(const DomainSpec& s) {
   }
   if (s.boot == BootMode::Cdrom) x += disk(s.boot_iso, "raw", "sda", "sata", true, 1);
   x += disk(s.cidata_iso, "raw", s.boot == BootMode::Cdrom ? "sdb" : "sda", "sata", true, 0);
+  for (const auto& share : s.shares) x += filesystem(share);
   if (!user_net) {
     x += "    <interface type='network'>\n";
     x += fmt::format("      <source network='{}'/>\n", xml_escape(s.network));

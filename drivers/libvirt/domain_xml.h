@@ -6,6 +6,9 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
+
+#include "drivers/libvirt/shares.h"
 
 namespace berth::virt {
 
@@ -41,6 +44,8 @@ struct DomainSpec {
   // "+UID:+GID" QEMU runs as, so it can enter the 0700 machine dir (the system daemon
   // would run it as libvirt-qemu); empty: the daemon's default (session daemons).
   std::string dac_label;
+  // Host folders: one virtio-9p device each (accessmode mapped), mounted by tag in the guest.
+  std::vector<Share> shares;
 };
 
 std::string domain_xml(const DomainSpec& spec);

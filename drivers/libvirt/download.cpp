@@ -13,6 +13,7 @@
 
 #include "core/error.h"
 #include "core/fs.h"
+#include "core/progress.h"
 #include "core/sha256.h"
 
 namespace berth::virt {
@@ -43,52 +44,10 @@ std::string url_basename(const std::string& url) {
   return safe;
 }
 
-// Progress: a redrawn bar on a terminal, a line every 10% otherwise.
-class Progress {
- public:
-  Progress(std::FILE* out, std::string label) : out_(out), label_(std::move(label)), tty_(out && isatty(fileno(out))) {}
-  void update(curl_off_t now, curl_off_t total) {
-    if (!out_) return;
-    if (total <= 0) {
-      if (tty_ && now - last_bytes_ >= (1 << 20)) {
-        fmt::print(out_, "\r{}: {:.1f} MB", label_, now / 1e6);
-        std::fflush(out_);
-        last_bytes_ = now;
-        drawn_ = true;
-      }
-      return;
-    }
-    int pct = static_cast<int>(100 * now / total);
-    if (tty_) {
-      if (pct == last_pct_) return;
-      constexpr int kWidth = 30;
-      int filled = pct * kWidth / 100;
-      fmt::print(out_, "\r{}: [{}{}] {:3d}% {:.1f}/{:.1f} MB", label_, std::string(filled, '#'),
-                 std::string(kWidth - filled, ' '), pct, now / 1e6, total / 1e6);
-      std::fflush(out_);
-      drawn_ = true;
-    } else if (pct / 10 != last_pct_ / 10 || last_pct_ < 0) {
-      fmt::print(out_, "{}: {}%\n", label_, pct / 10 * 10);
-    }
-    last_pct_ = pct;
-  }
-  void finish() {
-    if (out_ && tty_ && drawn_) fmt::print(out_, "\n");
-  }
-
- private:
-  std::FILE* out_;
-  std::string label_;
-  bool tty_;
-  bool drawn_ = false;
-  int last_pct_ = -1;
-  curl_off_t last_bytes_ = 0;
-};
-
 struct Transfer {
   std::FILE* file = nullptr;
   Sha256 sha;
-  Progress* progress = nullptr;
+  TransferProgress* progress = nullptr;
   const std::function<bool()>* cancelled = nullptr;
   bool write_failed = false;
 };
@@ -107,7 +66,7 @@ size_t on_data(char* data, size_t size, size_t n, void* user) {
 int on_progress(void* user, curl_off_t total, curl_off_t now, curl_off_t, curl_off_t) {
   auto* t = static_cast<Transfer*>(user);
   if (*t->cancelled && (*t->cancelled)()) return 1;  // aborts the transfer
-  t->progress->update(now, total);
+  t->progress->update(static_cast<std::uint64_t>(now), static_cast<std::uint64_t>(total));
   return 0;
 }
 
@@ -176,7 +135,7 @@ fs::path download_image(const DownloadRequest& r) {
 
   std::unique_ptr<CURL, CurlFree> curl(curl_easy_init());
   if (!curl) throw Error("cannot initialize libcurl");
-  Progress progress(r.progress, "downloading " + url_basename(r.url));
+  TransferProgress progress(r.progress, "downloading " + url_basename(r.url));
   Transfer t;
   t.file = file.get();
   t.progress = &progress;

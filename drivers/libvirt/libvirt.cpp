@@ -24,7 +24,9 @@
 #include "drivers/libvirt/cidata.h"
 #include "drivers/libvirt/domain_xml.h"
 #include "drivers/libvirt/download.h"
+#include "drivers/libvirt/hostfwd.h"
 #include "drivers/libvirt/image.h"
+#include "drivers/libvirt/shares.h"
 #include "drivers/libvirt/virt.h"
 
 namespace berth {
@@ -55,6 +57,7 @@ struct LibvirtState {
   int guest_agent_port = 2376;  // --engine-port: where the agent listens in the guest
   std::string mac;
   std::string ip;            // named networks: the DHCP lease
+  std::vector<virt::Share> shares;  // host folders over virtio-9p, mounted by berth-os
 };
 
 std::string default_uri() { return ::geteuid() == 0 ? "qemu:///system" : "qemu:///session"; }
@@ -76,6 +79,12 @@ std::vector<std::string> split_lines(const std::string& text) {
   return out;
 }
 
+nlohmann::json shares_json(const std::vector<virt::Share>& shares) {
+  auto out = nlohmann::json::array();
+  for (const auto& s : shares) out.push_back({{"tag", s.tag}, {"host", s.host}, {"guest", s.guest}});
+  return out;
+}
+
 void remove_file(const fs::path& p) {
   std::error_code ec;
   fs::remove(p, ec);
@@ -93,6 +102,7 @@ class LibvirtDriver final : public Driver {
 
   void pre_create_check() override {
     run_pre_create_check([&] {
+      virt::check_share_dirs(s_.shares, name());
       if (const long pages = ::sysconf(_SC_PHYS_PAGES); pages > 0) {
         const long long host_mb = static_cast<long long>(pages) * ::sysconf(_SC_PAGESIZE) / (1024 * 1024);
         if (s_.memory_mb > host_mb)
@@ -148,6 +158,13 @@ class LibvirtDriver final : public Driver {
     auto conn = virt::connect(s_.uri, name());
     auto dom = require_domain(conn.get());
     if (virDomainIsActive(dom.get()) == 1) return;
+    for (const auto& share : s_.shares) {  // QEMU would refuse to start, with a vaguer message
+      std::error_code ec;
+      if (!fs::is_directory(share.host, ec))
+        throw UserError(fmt::format("machine '{}': the shared folder {} (mounted on {} in the guest) is gone; "
+                                    "create it again, then start the machine",
+                                    name(), share.host, share.guest));
+    }
     boot(conn.get());
     if (!user_net()) wait_for_lease(conn.get());
     wait_for_ssh();
@@ -239,6 +256,22 @@ class LibvirtDriver final : public Driver {
 
   std::string ip() const override { return user_net() ? "127.0.0.1" : s_.ip; }
 
+  std::string add_port_forward(int port) override {
+    if (!user_net()) return "the machine is on a libvirt network, not user-mode networking";
+    auto conn = virt::connect(s_.uri, name());
+    return virt::add_hostfwd(require_domain(conn.get()).get(), port);
+  }
+
+  void remove_port_forward(int port) override {
+    if (!user_net()) return;
+    try {
+      auto conn = virt::connect(s_.uri, name());
+      if (auto dom = virt::find_domain(conn.get(), domain_name(), name())) virt::remove_hostfwd(dom.get(), port);
+    } catch (const Error&) {
+      // The VM or the daemon is gone, and the forward with it.
+    }
+  }
+
   // With user networking the agent's guest port is forwarded from agent_port on 127.0.0.1.
   std::string url(int agent_port) const override {
     if (user_net()) return fmt::format("tcp://127.0.0.1:{}", s_.agent_port);
@@ -262,6 +295,7 @@ class LibvirtDriver final : public Driver {
             {"guest_agent_port", s_.guest_agent_port},
             {"mac", s_.mac},
             {"ip", s_.ip},
+            {"shares", shares_json(s_.shares)},
             {"domain", domain_name()}};
   }
 
@@ -323,6 +357,7 @@ class LibvirtDriver final : public Driver {
       req.cache_dir = cache_dir();
       req.sha256 = s_.image_sha256;
       req.machine = name();
+      req.progress = ctx_.quiet ? nullptr : stderr;
       auto cancel = ctx_.cancel;
       req.cancelled = [cancel] { return cancel.cancelled(); };
       s_.image = virt::download_image(req).string();
@@ -345,6 +380,7 @@ class LibvirtDriver final : public Driver {
     spec.host_private_key = read_file(host_key_path());
     spec.host_public_key = read_public_key(host_key_path());
     if (s_.image_kind == "qcow2") spec.data_device = "/dev/vdb";  // vda is the cloud image
+    for (const auto& share : s_.shares) spec.mounts.push_back({share.tag, share.guest});
     virt::write_cidata_iso(cidata_path(), spec);
   }
 
@@ -513,6 +549,7 @@ class LibvirtDriver final : public Driver {
     d.guest_agent_port = s_.guest_agent_port;
     d.mac = s_.mac;
     d.dac_label = dac_label();
+    d.shares = s_.shares;
     return d;
   }
 
@@ -620,6 +657,9 @@ LibvirtState state_from_json(const nlohmann::json& j) {
   s.guest_agent_port = j.value("guest_agent_port", kGuestAgentPort);
   s.mac = j.value("mac", "");
   s.ip = j.value("ip", "");
+  if (auto it = j.find("shares"); it != j.end() && it->is_array())
+    for (const auto& share : *it)
+      s.shares.push_back({share.value("tag", ""), share.value("host", ""), share.value("guest", "")});
   return s;
 }
 
@@ -648,6 +688,12 @@ std::vector<FlagSpec> LibvirtDriverFactory::flags() const {
        "user", "LIBVIRT_NETWORK", false},
       {"libvirt-accel", "auto, kvm or tcg (auto: KVM when it really boots guests here)", K::String, "auto",
        "LIBVIRT_ACCEL", false},
+      {"libvirt-share",
+       "share a host folder with the VM over virtio-9p, as HOSTDIR or HOSTDIR:GUESTDIR (absolute paths; "
+       "repeatable); berth-os mounts it at boot",
+       K::StringList, "", "", false},
+      {"libvirt-no-share", "do not share the home folder (shared at the same path by default)", K::Bool, "",
+       "LIBVIRT_NO_SHARE", false},
   };
 }
 
@@ -680,6 +726,10 @@ std::unique_ptr<Driver> LibvirtDriverFactory::make(const FlagValues& flags, cons
   if (s.network.empty()) throw UserError("--libvirt-network must be 'user' or a libvirt network name");
   if (!s.image_sha256.empty() && !is_hex64(s.image_sha256))
     throw UserError("--libvirt-image-sha256 must be 64 hex digits");
+
+  auto plan = virt::plan_shares(flags.get_list("libvirt-share"), !flags.get_bool("libvirt-no-share"), home_dir());
+  s.shares = std::move(plan.shares);
+  if (!plan.note.empty() && !ctx.quiet) fmt::print(stderr, "machine '{}': {}\n", m, plan.note);
 
   const std::string image = flags.get("libvirt-image");
   if (virt::is_url(image)) {

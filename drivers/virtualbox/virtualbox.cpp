@@ -6,6 +6,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <fstream>
 #include <set>
 #include <thread>
 
@@ -53,6 +54,7 @@ struct VBoxState {
   int ssh_port = 0;
   int agent_port = 0;
   int guest_agent_port = 2376;
+  std::string vm_base_dir;  // where the VM's settings must lie; empty: the machine dir (imports set it)
 };
 
 bool one_of(const std::string& v, const auto& list) {
@@ -71,6 +73,14 @@ void remove_path(const fs::path& p) {
   std::error_code ec;
   fs::remove_all(p, ec);
   if (ec) log::warn(kLog, "cannot remove {}: {}", p.string(), ec.message());
+}
+
+// berth-os ISOs carry the volume id BERTH_OS (image/build.sh); berth-os has no vboxsf.
+bool is_berth_os_iso(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  char id[32] = {};
+  if (!in.seekg(32808) || !in.read(id, sizeof id)) return false;
+  return std::string(id, sizeof id).rfind("BERTH_OS ", 0) == 0;
 }
 
 bool cpu_has_virtualization() {
@@ -192,9 +202,15 @@ class VirtualBoxDriver final : public Driver {
       attach(0, "dvddrive", s_.image);
       attach(1, "hdd", disk_path().string());
       attach(2, "dvddrive", cidata_path().string());
-      if (s_.share)
+      if (s_.share) {
         vbm().check(
             {"sharedfolder", "add", s_.vm, "--name", s_.share_name, "--hostpath", s_.share_path, "--automount"});
+        if (is_berth_os_iso(s_.image))
+          fmt::print(stderr,
+                     "machine '{}': berth-os cannot mount VirtualBox shared folders (no vboxsf); the folder is "
+                     "registered but not mounted in the guest; use 'berth mount' or the libvirt driver\n",
+                     name());
+      }
       ctx_.cancel.throw_if_cancelled();
       boot();
     } catch (...) {
@@ -314,7 +330,7 @@ class VirtualBoxDriver final : public Driver {
   std::string url(int) const override { return fmt::format("tcp://127.0.0.1:{}", s_.agent_port); }
 
   nlohmann::json save_state() const override {
-    return {{"vm", s_.vm},
+    nlohmann::json j = {{"vm", s_.vm},
             {"cpus", s_.cpus},
             {"memory_mb", s_.memory_mb},
             {"disk_mb", s_.disk_mb},
@@ -334,6 +350,8 @@ class VirtualBoxDriver final : public Driver {
             {"ssh_port", s_.ssh_port},
             {"agent_port", s_.agent_port},
             {"guest_agent_port", s_.guest_agent_port}};
+    if (!s_.vm_base_dir.empty()) j["vm_base_dir"] = s_.vm_base_dir;
+    return j;
   }
 
   static MachineState to_machine_state(const std::string& st) {
@@ -391,7 +409,8 @@ class VirtualBoxDriver final : public Driver {
   bool owned(std::map<std::string, std::string>& info) const {
     const std::string cfg = info["CfgFile"];
     if (cfg.empty()) return true;  // a double or an old VirtualBox that does not say: trust the name
-    const auto rel = fs::path(cfg).lexically_normal().lexically_relative(dir_);
+    const fs::path base = s_.vm_base_dir.empty() ? dir_ : fs::path(s_.vm_base_dir).lexically_normal();
+    const auto rel = fs::path(cfg).lexically_normal().lexically_relative(base);
     return !rel.empty() && *rel.begin() != "..";
   }
 
@@ -612,6 +631,7 @@ VBoxState state_from_json(const nlohmann::json& j) {
   s.ssh_port = j.value("ssh_port", 0);
   s.agent_port = j.value("agent_port", 0);
   s.guest_agent_port = j.value("guest_agent_port", 2376);
+  s.vm_base_dir = j.value("vm_base_dir", "");
   return s;
 }
 

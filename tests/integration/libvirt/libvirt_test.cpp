@@ -1,7 +1,9 @@
 // The libvirt driver end to end under TCG: the real berth, berth-agent, berth-os
 // and docker CLI. Two VMs are created in parallel once and shared by the cases
 // below (boots are expensive); the last cases remove them and check that
-// libvirt and the store are left empty. Needs root, libvirt and a built berth-os.
+// libvirt and the store are left empty. vm-a shares a host folder at /mnt/host
+// (and the home folder by default), vm-b is made with --libvirt-no-share.
+// Needs root, libvirt and a built berth-os.
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <libvirt/libvirt.h>
@@ -9,6 +11,7 @@
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <array>
@@ -157,9 +160,15 @@ class LibvirtDriver : public ::testing::Test {
         return;
       }
       cli_ = std::make_unique<BerthCli>();
+      // A project under the home folder: vm-a sees it at the same path (home is shared by
+      // default) and at /mnt/host (--libvirt-share).
+      fs::create_directories(project());
+      write_text(project() / "host.txt", "written on the host\n");
       // Two creates at once, sharing one store, its CA and its storage pool.
       std::vector<Process> creates;
-      for (const auto& name : kNames) creates.push_back(cli_->start({"create", "-d", "libvirt", name}));
+      creates.push_back(
+          cli_->start({"create", "-d", "libvirt", "--libvirt-share", project().string() + ":/mnt/host", kNames[0]}));
+      creates.push_back(cli_->start({"create", "-d", "libvirt", "--libvirt-no-share", kNames[1]}));
       for (size_t i = 0; i < kNames.size(); ++i) created_[i] = creates[i].wait(600s);
     } catch (const std::exception& e) {
       setup_error_ = std::string("suite setup failed: ") + e.what();
@@ -199,6 +208,16 @@ class LibvirtDriver : public ::testing::Test {
   std::string status(const std::string& name) { return trim(cli()({"status", name}, 60s).out); }
 
   std::string url(const std::string& name) { return trim(cli()({"url", name}, 30s).out); }
+
+  static fs::path project() { return cli_->home() / "project"; }
+
+  // driver_state.shares from `berth inspect`.
+  nlohmann::json shares_of(const std::string& name) {
+    auto r = cli()({"inspect", name}, 30s);
+    auto j = nlohmann::json::parse(r.out, nullptr, false);
+    if (j.is_discarded() || !j.contains("driver_state")) return {{"inspect failed", r.describe()}};
+    return j["driver_state"].value("shares", nlohmann::json());
+  }
 
   static inline std::string setup_error_;
   static inline std::unique_ptr<BerthCli> cli_;
@@ -290,6 +309,59 @@ TEST_F(LibvirtDriver, SshAndScp) {
   EXPECT_EQ(read_text(back), payload);
 }
 
+TEST_F(LibvirtDriver, HostFoldersAreMountedOverVirtio9p) {
+  require_machine(0);
+  const std::string home = cli().home().string(), dir = project().string();
+  // Tags follow the guest paths' order (/mnt/host < /tmp/...).
+  EXPECT_EQ(shares_of("vm-a"), (nlohmann::json{{{"tag", "berth0"}, {"host", dir}, {"guest", "/mnt/host"}},
+                                               {{"tag", "berth1"}, {"host", home}, {"guest", home}}}));
+  auto mounts = ssh("vm-a", "cat /proc/mounts");
+  EXPECT_NE(mounts.out.find("berth0 /mnt/host 9p "), std::string::npos) << mounts.out;
+  EXPECT_NE(mounts.out.find("berth1 " + home + " 9p "), std::string::npos) << mounts.out;
+  EXPECT_NE(read_text(cli().machine_dir("vm-a") / "console.log").find("host folder berth0 mounted on /mnt/host"),
+            std::string::npos);
+
+  // Host to guest, for a file there before the boot and one written now.
+  EXPECT_EQ(ssh("vm-a", "cat /mnt/host/host.txt").out, "written on the host\n");
+  EXPECT_EQ(ssh("vm-a", "cat " + dir + "/host.txt").out, "written on the host\n") << "home shared at its path";
+  write_text(project() / "late.txt", "late\n");
+  EXPECT_EQ(ssh("vm-a", "cat /mnt/host/late.txt").out, "late\n");
+
+  // Guest root to host: the file is the host user's (QEMU's), and root's in the guest.
+  auto wrote = ssh("vm-a", "echo written in the guest > /mnt/host/guest.txt && mkdir -p /mnt/host/gdir && "
+                           "echo nested > /mnt/host/gdir/f && stat -c %u /mnt/host/guest.txt");
+  ASSERT_EQ(wrote.exit_code, 0) << wrote.describe();
+  EXPECT_EQ(trim(wrote.out), "0");
+  EXPECT_EQ(read_text(project() / "guest.txt"), "written in the guest\n");
+  EXPECT_EQ(read_text(project() / "gdir" / "f"), "nested\n");
+  struct stat st {};
+  ASSERT_EQ(::stat((project() / "guest.txt").c_str(), &st), 0);
+  EXPECT_EQ(st.st_uid, ::geteuid());
+
+  // docker run -v with the host path, through the agent: the way laptops use it.
+  const fs::path tar = cli().scratch() / "busybox.tar";
+  auto image = run({(source_dir() / "scripts" / "make-test-image.sh").string(), tar.string(), "busybox:latest"}, {},
+                   180s);
+  ASSERT_TRUE(image.ok()) << image.describe();
+  auto load = docker_via_env("vm-a", "load -i " + tar.string());
+  ASSERT_EQ(load.exit_code, 0) << load.describe();
+  auto cat = docker_via_env("vm-a", "run --rm -v " + dir + ":/src busybox:latest cat /src/host.txt");
+  EXPECT_EQ(cat.exit_code, 0) << cat.describe();
+  EXPECT_EQ(cat.out, "written on the host\n") << cat.describe();
+  auto put = docker_via_env("vm-a", "run --rm -v " + dir + ":/src busybox:latest sh -c 'echo from a container > "
+                                    "/src/container.txt'");
+  EXPECT_EQ(put.exit_code, 0) << put.describe();
+  EXPECT_EQ(read_text(project() / "container.txt"), "from a container\n");
+}
+
+TEST_F(LibvirtDriver, NoShareMountsNothing) {
+  require_machine(1);
+  EXPECT_EQ(shares_of("vm-b"), nlohmann::json::array());
+  auto mounts = ssh("vm-b", "cat /proc/mounts");
+  ASSERT_EQ(mounts.exit_code, 0) << mounts.describe();
+  EXPECT_EQ(mounts.out.find(" 9p "), std::string::npos) << mounts.out;
+}
+
 TEST_F(LibvirtDriver, StopStartRestartKeepTheDataDisk) {
   require_machine(0);
   const std::string token = "token-" + std::to_string(::getpid());
@@ -322,6 +394,8 @@ TEST_F(LibvirtDriver, StopStartRestartKeepTheDataDisk) {
   EXPECT_EQ(version.exit_code, 0) << version.describe();
   EXPECT_EQ(trim(ssh("vm-a", "cat /var/lib/berth/persist").out), token);
   EXPECT_EQ(trim(ssh("vm-a", "cat /var/lib/berth/payload.bin | wc -c").out), "200000");
+  // The host folders are mounted again at every boot.
+  EXPECT_EQ(ssh("vm-a", "cat /mnt/host/host.txt").out, "written on the host\n");
 }
 
 TEST_F(LibvirtDriver, KillPowersOffAtOnce) {

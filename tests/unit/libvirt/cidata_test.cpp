@@ -104,6 +104,29 @@ TEST(Cidata, IsoIsLabelledCidataAndHoldsBothFiles) {
   EXPECT_EQ(read_file(out / "user-data"), cidata_user_data(spec()));
 }
 
+TEST(Cidata, HostFoldersAreTagAndGuestPathLinesInBerthMounts) {
+  TempDir t;
+  const auto plain = t.path / "plain.iso";
+  write_cidata_iso(plain, spec());
+  EXPECT_EQ(cidata_mounts(spec()), "");
+  CidataSpec s = spec();
+  s.mounts = {{"berth0", "/home/me"}, {"berth1", "/mnt/my host"}};
+  EXPECT_EQ(cidata_mounts(s), "berth0 /home/me\nberth1 /mnt/my host\n");
+  // cloud-init's files stay as they were.
+  EXPECT_EQ(cidata_user_data(s), cidata_user_data(spec()));
+  const auto iso = t.path / "cidata.iso";
+  write_cidata_iso(iso, s);
+  if (sh("command -v xorriso >/dev/null") != 0) GTEST_SKIP() << "no xorriso to read the ISO back";
+  ASSERT_EQ(sh("xorriso -osirrox on -indev " + iso.string() + " -extract / " + (t.path / "x").string() +
+               " >/dev/null 2>&1"),
+            0);
+  EXPECT_EQ(read_file(t.path / "x/berth-mounts"), "berth0 /home/me\nberth1 /mnt/my host\n");
+  ASSERT_EQ(sh("xorriso -osirrox on -indev " + plain.string() + " -extract / " + (t.path / "p").string() +
+               " >/dev/null 2>&1"),
+            0);
+  EXPECT_FALSE(std::filesystem::exists(t.path / "p/berth-mounts")) << "no shares, no file";
+}
+
 TEST(Image, RecognizesQcow2IsoAndBerthOsDirs) {
   TempDir t;
   // A qcow2 header: magic, version 3, no backing file, cluster bits 16, size 2 GiB.

@@ -146,6 +146,23 @@ TEST(DomainXml, BerthOsKernelBootWithUserNetworking) {
   expect_valid("domain.rng", x);
 }
 
+TEST(DomainXml, EachShareIsAMappedVirtio9pFilesystemWithItsTag) {
+  DomainSpec s = berth_os_spec();
+  EXPECT_EQ(Xml(domain_xml(s)).count("/domain/devices/filesystem"), 0u);
+  s.shares = {{"berth0", "/home/me", "/home/me"}, {"berth1", "/srv/a b&c", "/mnt/host"}};
+  Xml x(domain_xml(s));
+  ASSERT_EQ(x.count("/domain/devices/filesystem"), 2u);
+  EXPECT_EQ(x.all("/domain/devices/filesystem/@type"), (std::vector<std::string>{"mount", "mount"}));
+  // mapped: QEMU works as the user it runs as, so guest root can write and the user reads back.
+  EXPECT_EQ(x.all("/domain/devices/filesystem/@accessmode"), (std::vector<std::string>{"mapped", "mapped"}));
+  EXPECT_EQ(x.all("/domain/devices/filesystem/source/@dir"), (std::vector<std::string>{"/home/me", "/srv/a b&c"}));
+  EXPECT_EQ(x.all("/domain/devices/filesystem/target/@dir"), (std::vector<std::string>{"berth0", "berth1"}));
+  EXPECT_EQ(x.count("/domain/devices/filesystem/readonly"), 0u);
+  // The guest path is not libvirt's business: berth-os learns it from cidata.
+  EXPECT_EQ(domain_xml(s).find("/mnt/host"), std::string::npos);
+  expect_valid("domain.rng", x);
+}
+
 TEST(DomainXml, SessionUriHasNoSeclabelAndKvmPassesTheCpu) {
   DomainSpec s = berth_os_spec();
   s.dac_label.clear();

@@ -5,6 +5,7 @@
 #include <atomic>
 
 #include "core/error.h"
+#include "core/fs.h"
 #include "drivers/libvirt/cidata.h"
 #include "drivers/virtualbox/virtualbox.h"
 #include "fake_vboxmanage.h"
@@ -132,6 +133,32 @@ TEST_F(VirtualBoxDriverTest, CreateRunsTheExactCommandSequence) {
   bool after_createvm = false;
   for (const auto& c : checkpoint_after_) after_createvm |= c.rfind("createvm ", 0) == 0;
   EXPECT_TRUE(after_createvm);
+}
+
+// berth-os has no vboxsf: create registers the folder and says in one line that it is not mounted.
+TEST_F(VirtualBoxDriverTest, BerthOsGetsAWarningThatTheSharedFolderIsNotMounted) {
+  ::testing::internal::CaptureStderr();
+  make()->create();
+  std::string err = ::testing::internal::GetCapturedStderr();
+  EXPECT_EQ(err.find("vboxsf"), std::string::npos) << "not berth-os: " << err;
+  make()->remove();
+
+  // The volume id berth-os's ISO carries (image/build.sh: -V BERTH_OS), space-padded.
+  std::string bytes = read_file(iso_);
+  ASSERT_GT(bytes.size(), 32840u);
+  bytes.replace(32808, 32, fmt::format("{:<32}", "BERTH_OS"));
+  write_file_atomic(iso_, bytes);
+  fake_->clear_log();
+  ::testing::internal::CaptureStderr();
+  make()->create();
+  err = ::testing::internal::GetCapturedStderr();
+  EXPECT_NE(err.find("machine 'dev': berth-os cannot mount VirtualBox shared folders (no vboxsf); the folder is "
+                     "registered but not mounted in the guest; use 'berth mount' or the libvirt driver\n"),
+            std::string::npos)
+      << err;
+  bool registered = false;
+  for (const auto& c : fake_->calls()) registered |= c.rfind("sharedfolder add dev --name share ", 0) == 0;
+  EXPECT_TRUE(registered);
 }
 
 TEST_F(VirtualBoxDriverTest, FlagsReachTheCommandLines) {

@@ -65,6 +65,21 @@ void from_json(const json& j, SshConfig& v) {
   get_opt(j, "host_key_fingerprint", v.host_key_fingerprint);
 }
 
+void to_json(json& j, const ImportOrigin& v) {
+  j = json{{"tool", v.tool},         {"path", v.path},       {"driver", v.driver},
+           {"ssh_user", v.ssh_user}, {"ssh_port", v.ssh_port}, {"ssh_key", v.ssh_key},
+           {"docker_url", v.docker_url}};
+}
+void from_json(const json& j, ImportOrigin& v) {
+  get_opt(j, "tool", v.tool);
+  get_opt(j, "path", v.path);
+  get_opt(j, "driver", v.driver);
+  get_opt(j, "ssh_user", v.ssh_user);
+  get_opt(j, "ssh_port", v.ssh_port);
+  get_opt(j, "ssh_key", v.ssh_key);
+  get_opt(j, "docker_url", v.docker_url);
+}
+
 void to_json(json& j, const MachineRecord& v) {
   j = json{{"schema_version", v.schema_version},
            {"name", v.name},
@@ -76,7 +91,9 @@ void to_json(json& j, const MachineRecord& v) {
            {"created_at", v.created_at},
            {"phase", v.phase},
            {"agent_host", v.agent_host},
-           {"agent_version", v.agent_version}};
+           {"agent_version", v.agent_version},
+           {"engine_kind", v.engine_kind}};
+  if (!v.imported_from.tool.empty()) j["imported_from"] = v.imported_from;
 }
 void from_json(const json& j, MachineRecord& v) {
   get_opt(j, "schema_version", v.schema_version);
@@ -90,6 +107,8 @@ void from_json(const json& j, MachineRecord& v) {
   get_opt(j, "phase", v.phase);
   get_opt(j, "agent_host", v.agent_host);
   get_opt(j, "agent_version", v.agent_version);
+  get_opt(j, "engine_kind", v.engine_kind);   // missing: a berth-agent machine (older records)
+  get_opt(j, "imported_from", v.imported_from);
 }
 
 void migrate_machine_json(json& j) {

@@ -38,6 +38,21 @@ struct SshConfig {
   std::string host_key_fingerprint;              // "SHA256:..." pinned at first contact
 };
 
+// Who serves the Engine API on the machine.
+inline constexpr const char* kEngineBerthAgent = "berth-agent";   // berth installed its agent
+inline constexpr const char* kEngineDockerd = "dockerd";          // a host taken over from docker-machine
+
+// Where an engine host came from, and what differs from its driver's defaults.
+struct ImportOrigin {
+  std::string tool;        // "docker-machine"; empty: not imported
+  std::string path;        // its machines/NAME directory
+  std::string driver;      // its DriverName
+  std::string ssh_user;    // when set, used instead of the driver's SSH user
+  int ssh_port = 0;        // when set, used instead of the driver's SSH port
+  std::string ssh_key;     // when set (absolute), used instead of the driver's SSH key
+  std::string docker_url;  // when set, the engine URL instead of the driver's url()
+};
+
 struct MachineRecord {
   int schema_version = kMachineSchemaVersion;
   std::string name;
@@ -52,7 +67,13 @@ struct MachineRecord {
   std::string phase = "creating";
   std::string agent_host;                        // host/IP the agent is reached at
   std::string agent_version;
+  // "berth-agent" (a missing field too) or "dockerd": berth never installs,
+  // upgrades or uninstalls its agent on a dockerd engine host.
+  std::string engine_kind = kEngineBerthAgent;
+  ImportOrigin imported_from;
 };
+
+inline bool is_engine_host(const MachineRecord& r) { return r.engine_kind == kEngineDockerd; }
 
 void to_json(nlohmann::json& j, const EngineOptions& v);
 void from_json(const nlohmann::json& j, EngineOptions& v);
@@ -60,6 +81,8 @@ void to_json(nlohmann::json& j, const TlsConfig& v);
 void from_json(const nlohmann::json& j, TlsConfig& v);
 void to_json(nlohmann::json& j, const SshConfig& v);
 void from_json(const nlohmann::json& j, SshConfig& v);
+void to_json(nlohmann::json& j, const ImportOrigin& v);
+void from_json(const nlohmann::json& j, ImportOrigin& v);
 void to_json(nlohmann::json& j, const MachineRecord& v);
 void from_json(const nlohmann::json& j, MachineRecord& v);
 

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <condition_variable>
+#include <cstdlib>
 #include <fstream>
 #include <map>
 #include <set>
@@ -142,9 +143,14 @@ class Forwarder {
  public:
   Forwarder(Context& ctx, MachineRecord record)
       : ctx_(ctx), record_(std::move(record)), endpoint_(agent_endpoint(ctx_, record_)),
-        status_(paths_of(ctx_, record_.name).status) {}
+        status_(paths_of(ctx_, record_.name).status), driver_(load_driver(ctx_, record_)),
+        native_file_(ctx_.store().machine_dir(record_.name) / "forward.native") {
+    const char* env = std::getenv("BERTH_FORWARD_NATIVE");
+    native_allowed_ = !(env && std::string(env) == "0");
+  }
 
   void run() {
+    drop_native_left_behind();
     std::thread events([this] { follow_events(); });
     std::thread reporter([this] { report(); });
     serve_ssh();
@@ -152,6 +158,7 @@ class Forwarder {
     cv_.notify_all();
     events.join();
     reporter.join();
+    drop_native();
   }
 
  private:
@@ -162,10 +169,68 @@ class Forwarder {
     cv_.wait_for(lock, d, [this] { return stopping(); });
   }
 
+  // Ports published on every address go through the driver's native forward
+  // when it has one (QEMU hostfwd); the rest, and any the driver refuses, over SSH.
   void set_wanted(std::vector<PortForward> wanted) {
     std::lock_guard lock(mu_);
-    wanted_ = std::move(wanted);
+    std::map<int, PortForward> want;
+    for (auto& f : wanted) want.emplace(f.local_port, f);
+    for (auto it = native_.begin(); it != native_.end();) {
+      auto w = want.find(it->first);
+      if (w != want.end() && w->second == it->second) {
+        ++it;
+        continue;
+      }
+      driver_->remove_port_forward(it->first);
+      log::info(kLog, "stop forwarding 127.0.0.1:{} (QEMU)", it->first);
+      it = native_.erase(it);
+    }
+    wanted_.clear();
+    for (auto& [port, f] : want) {
+      if (native_.count(port)) continue;
+      if (f.any_address && native_allowed_) {
+        std::string why;
+        try {
+          why = driver_->add_port_forward(port);
+        } catch (const Error& e) {
+          why = e.what();
+        }
+        if (why.empty()) {
+          log::info(kLog, "forwarding 127.0.0.1:{} natively ({})", port, f.label);
+          native_.emplace(port, f);
+          continue;
+        }
+        log::debug(kLog, "no native forward for 127.0.0.1:{}: {}", port, why);
+      }
+      wanted_.push_back(f);
+    }
+    remember_native();
     if (current_) current_->set_forwards(wanted_);
+  }
+
+  // forward.native lists the native forwards, so a forwarder that was killed
+  // has its forwards removed by the next one.
+  void remember_native() {
+    std::string text;
+    for (const auto& [port, f] : native_) text += std::to_string(port) + "\n";
+    try {
+      write_file_atomic(native_file_, text);
+    } catch (const Error& e) {
+      log::warn(kLog, "{}", e.what());
+    }
+  }
+
+  void drop_native_left_behind() {
+    std::ifstream in(native_file_);
+    for (int port; in >> port;) driver_->remove_port_forward(port);
+  }
+
+  void drop_native() {
+    std::lock_guard lock(mu_);
+    for (const auto& [port, f] : native_) driver_->remove_port_forward(port);
+    native_.clear();
+    std::error_code ec;
+    fs::remove(native_file_, ec);
   }
 
   // Asks the agent which ports are published now. False when it did not answer.
@@ -302,6 +367,13 @@ class Forwarder {
   nlohmann::json snapshot() {
     std::lock_guard lock(mu_);
     nlohmann::json forwards = nlohmann::json::array();
+    for (const auto& [port, f] : native_)
+      forwards.push_back({{"port", port},
+                          {"target", fmt::format("machine:{}", f.remote_port)},
+                          {"container", f.label},
+                          {"via", "qemu"},
+                          {"listening", true},
+                          {"error", ""}});
     if (current_) {
       for (const auto& s : current_->status())
         forwards.push_back({{"port", s.forward.local_port},
@@ -309,6 +381,7 @@ class Forwarder {
                             {"container", s.forward.label},
                             {"listening", s.listening},
                             {"error", s.error},
+                            {"via", "ssh"},
                             {"connections", s.connections},
                             {"bytes_in", s.bytes_in},
                             {"bytes_out", s.bytes_out}});
@@ -324,7 +397,11 @@ class Forwarder {
   std::mutex mu_;
   std::condition_variable cv_;
   std::atomic<bool> stopping_{false};
-  std::vector<PortForward> wanted_;
+  std::vector<PortForward> wanted_;  // over SSH
+  std::map<int, PortForward> native_;  // through the driver
+  std::unique_ptr<Driver> driver_;
+  fs::path native_file_;
+  bool native_allowed_ = true;
   SshPortForwarder* current_ = nullptr;
   std::string ssh_problem_, agent_problem_;
 };
@@ -350,7 +427,10 @@ std::vector<PortForward> forwards_from_containers(const std::string& containers_
       if (pub == p.end() || !pub->is_number_integer()) continue;
       const int port = pub->get<int>();
       if (port < 1 || port > 65535 || by_port.count(port)) continue;
-      by_port[port] = PortForward{port, where_published(p.value("IP", nlohmann::json())), port, name};
+      const auto ip = p.value("IP", nlohmann::json());
+      const std::string host = where_published(ip);
+      const bool any = !ip.is_string() || ip == "" || ip == "0.0.0.0" || ip == "::";
+      by_port[port] = PortForward{port, host, port, name, any};
     }
   }
   std::vector<PortForward> out;

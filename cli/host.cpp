@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstdlib>
 
+#include "cli/forwarder.h"
 #include "core/docker_context.h"
 #include "core/error.h"
 #include "core/fs.h"
@@ -59,9 +60,71 @@ const DriverFactory& driver_factory(Context& ctx, const MachineRecord& record) {
   return *f;
 }
 
+namespace {
+
+// A host imported from docker-machine: its driver as berth has it, with what
+// docker-machine did differently (boot2docker's SSH user and key, dockerd on
+// the VM's host-only IP) laid over it.
+class ImportedEngineDriver final : public Driver {
+ public:
+  ImportedEngineDriver(std::unique_ptr<Driver> inner, ImportOrigin origin)
+      : inner_(std::move(inner)), o_(std::move(origin)) {}
+
+  void pre_create_check() override { inner_->pre_create_check(); }
+  void create() override { inner_->create(); }
+  void start() override { inner_->start(); }
+  void stop() override { inner_->stop(); }
+  void restart() override { inner_->restart(); }
+  void kill() override { inner_->kill(); }
+  void remove() override { inner_->remove(); }
+  MachineState state(std::chrono::milliseconds timeout) override { return inner_->state(timeout); }
+  std::optional<SshEndpoint> ssh_endpoint() const override {
+    auto ep = inner_->ssh_endpoint();
+    if (!ep) return ep;
+    if (!o_.ssh_user.empty()) ep->user = o_.ssh_user;
+    if (o_.ssh_port > 0) ep->port = o_.ssh_port;
+    if (!o_.ssh_key.empty()) ep->key_path = o_.ssh_key;
+    return ep;
+  }
+  std::string ip() const override {
+    if (o_.docker_url.empty()) return inner_->ip();
+    std::string host = o_.docker_url.substr(o_.docker_url.find("://") + 3);
+    host = host.substr(0, host.rfind(':'));
+    if (host.size() > 1 && host.front() == '[') host = host.substr(1, host.size() - 2);
+    return host;
+  }
+  std::string url(int agent_port) const override {
+    return o_.docker_url.empty() ? inner_->url(agent_port) : o_.docker_url;
+  }
+  nlohmann::json save_state() const override { return inner_->save_state(); }
+
+ private:
+  std::unique_ptr<Driver> inner_;
+  ImportOrigin o_;
+};
+
+}  // namespace
+
 std::unique_ptr<Driver> load_driver(Context& ctx, const MachineRecord& record) {
-  return driver_factory(ctx, record).load(record.driver_state,
-                                            driver_context(ctx, record.name, record.engine.port));
+  auto driver = driver_factory(ctx, record).load(record.driver_state,
+                                                 driver_context(ctx, record.name, record.engine.port));
+  if (!is_engine_host(record)) return driver;
+  return std::make_unique<ImportedEngineDriver>(std::move(driver), record.imported_from);
+}
+
+void refuse_on_engine_host(const MachineRecord& record, const std::string& what) {
+  if (!is_engine_host(record)) return;
+  std::string how = "'berth rm " + record.name + "', then 'berth create -d " + record.driver + " ... " +
+                    record.name + "'";
+  if (record.driver == "generic") {
+    const auto& s = record.driver_state;
+    how = "'berth rm " + record.name + "' (the host and its dockerd stay), then 'berth create -d generic " +
+          "--generic-ip-address " + s.value("ip_address", std::string("IP")) + " --generic-ssh-user " +
+          s.value("ssh_user", std::string("root")) + " --generic-ssh-key KEY " + record.name + "'";
+  }
+  throw UserError("machine '" + record.name + "' is a docker-machine engine host (dockerd, imported from " +
+                  record.imported_from.path + "); berth cannot " + what + " it; to make it a berth-agent machine: " +
+                  how);
 }
 
 std::string machine_url(Context& ctx, const MachineRecord& record) {
@@ -112,6 +175,7 @@ provision::TlsMaterial machine_tls(const MachineRecord& record) {
 }  // namespace
 
 void issue_machine_certs(Context& ctx, MachineRecord& record) {
+  refuse_on_engine_host(record, "issue certificates for");
   const auto type = tls::parse_key_type(record.tls.key_type);
   auto store_certs = tls::ensure_store_certs(ctx.store().certs_dir(), type);
   auto driver = load_driver(ctx, record);
@@ -133,6 +197,7 @@ void issue_machine_certs(Context& ctx, MachineRecord& record) {
 }
 
 void provision_machine(Context& ctx, MachineRecord& record, const StepReporter& step) {
+  refuse_on_engine_host(record, "provision");
   auto cancel = ctx.cancel();
   step("waiting for SSH");
   std::unique_ptr<SshSession> ssh;
@@ -160,6 +225,7 @@ void provision_machine(Context& ctx, MachineRecord& record, const StepReporter& 
 }
 
 bool refresh_certs_if_address_changed(Context& ctx, MachineRecord& record, const StepReporter& step) {
+  if (is_engine_host(record)) return false;   // dockerd keeps docker-machine's certificate
   auto driver = load_driver(ctx, record);
   if (wanted_sans(*driver, record) == record.tls.server_sans) return false;
   step("re-issuing the server certificate for the new address");
@@ -196,6 +262,7 @@ void destroy_machine(Context& ctx, const std::string& name, const std::optional<
       log::warn("rm", "machine '{}': could not {}: {}", name, what, e.what());
     }
   };
+  stop_forwarder(ctx, name);
   if (stored) {
     MachineRecord record = *stored;
     const DriverFactory* factory = ctx.drivers.find(record.driver);
@@ -204,7 +271,9 @@ void destroy_machine(Context& ctx, const std::string& name, const std::optional<
     } else {
       auto caps = factory->capabilities();
       // Without a pinned host key the create never got as far as installing anything.
-      if (caps.has_ssh && !caps.remove_destroys_host && !record.ssh.host_key_fingerprint.empty()) {
+      // An engine host keeps its dockerd: there is no berth-agent to remove.
+      if (caps.has_ssh && !caps.remove_destroys_host && !record.ssh.host_key_fingerprint.empty() &&
+          !is_engine_host(record)) {
         attempt("remove the agent from the host", [&] {
           auto ssh = connect_ssh(ctx, record, std::chrono::seconds(force ? 10 : 30));
           provision::detect(*ssh)->uninstall();
@@ -253,6 +322,7 @@ void change_power(Context& ctx, const std::string& name, PowerOp op, bool quiet)
   auto driver = load_driver(ctx, record);
   Steps step(name, quiet);
   static const char* const doing[] = {"starting", "stopping", "restarting", "killing"};
+  if (op != PowerOp::Start) stop_forwarder(ctx, name);
   step(doing[static_cast<int>(op)]);
   switch (op) {
     case PowerOp::Start: driver->start(); break;
@@ -273,6 +343,8 @@ void change_power(Context& ctx, const std::string& name, PowerOp op, bool quiet)
     refresh_certs_if_address_changed(ctx, record, step.reporter());
     step("waiting for the agent over TLS");
     wait_for_agent(agent_endpoint(ctx, record), kAgentDeadline);
+    step("");
+    start_forwarder(ctx, name, quiet);
   }
   step("");
 }

@@ -37,6 +37,10 @@ DriverContext driver_context(Context& ctx, const std::string& name, int engine_p
 std::unique_ptr<Driver> load_driver(Context& ctx, const MachineRecord& record);
 const DriverFactory& driver_factory(Context& ctx, const MachineRecord& record);
 
+// Throws a one-line UserError when `record` is a docker-machine engine host
+// (dockerd, no berth-agent), saying how to turn it into a berth machine.
+void refuse_on_engine_host(const MachineRecord& record, const std::string& what);
+
 std::string machine_url(Context& ctx, const MachineRecord& record);
 AgentEndpoint agent_endpoint(Context& ctx, const MachineRecord& record);
 

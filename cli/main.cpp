@@ -45,6 +45,8 @@ int main(int argc, char** argv) {
   setup_logs(app, ctx);
   setup_completion(app, ctx);
   setup_mount(app, ctx);
+  setup_import_docker_machine(app, ctx);
+  setup_forward(app, ctx);
 
   app.parse_complete_callback([&] { berth::log::set_debug(ctx.debug); });
   try {

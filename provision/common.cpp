@@ -276,6 +276,23 @@ void AgentProvisioner::replace_agent(const std::filesystem::path& agent_binary) 
   restart_service();
 }
 
+void AgentProvisioner::upgrade_agent(const AgentInstall& spec, const Progress& progress) {
+  auto step = [&](std::string_view name) {
+    log::debug(kLog, "{}", name);
+    if (progress) progress(name);
+  };
+  std::string local_sha = sha256_file_hex(spec.agent_binary);
+  parse_env(spec.engine.env);
+  step("upload berth-agent");
+  upload_agent(spec.agent_binary, local_sha);
+  step("write agent config");
+  host_.write(kAgentConfig, make_agent_config(spec.engine).dump(2) + "\n", 0600);
+  step("update " + to_string(init_) + " service");
+  install_service(spec.engine);
+  step("restart berth-agent");
+  restart_service();
+}
+
 void AgentProvisioner::uninstall() {
   remove_service();
   unmount_data_root();

@@ -89,6 +89,7 @@ class AgentProvisioner : public Provisioner {
   void install(const AgentInstall& spec, const Progress& progress) override;
   void install_certs(const TlsMaterial& tls) override;
   void replace_agent(const std::filesystem::path& agent_binary) override;
+  void upgrade_agent(const AgentInstall& spec, const Progress& progress) override;
   void uninstall() override;
 
  protected:

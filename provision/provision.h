@@ -63,8 +63,13 @@ class Provisioner {
   virtual void install(const AgentInstall& spec, const Progress& progress) = 0;
   // Replace the TLS files and make the running agent reload them (SIGHUP).
   virtual void install_certs(const TlsMaterial& tls) = 0;
-  // Upload a new agent binary and restart it (berth upgrade).
+  // Upload a new agent binary and restart it.
   virtual void replace_agent(const std::filesystem::path& agent_binary) = 0;
+  // berth upgrade: the new agent binary (renamed into place, so shims running
+  // the old file keep it), the agent config and service definition this berth
+  // writes, then a restart of the agent alone: containers keep running under
+  // their shims. The hostname and certificates are left as they are.
+  virtual void upgrade_agent(const AgentInstall& spec, const Progress& progress) = 0;
   virtual void start_agent() = 0;
   virtual void stop_agent() = 0;
   // Stop the service and remove the binary, config, certs, service files and pidfile.

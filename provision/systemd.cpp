@@ -73,6 +73,9 @@ std::string systemd_unit(const EngineOptions& engine) {
       "Restart=on-failure\n"
       "RestartSec=2s\n"
       "Delegate=yes\n"
+      // Stop and restart end the agent alone: container shims live in this
+      // unit's cgroup and must outlive an agent restart (berth upgrade).
+      "KillMode=process\n"
       "LimitNOFILE=1048576\n"
       "TasksMax=infinity\n"
       "{}"

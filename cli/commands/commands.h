@@ -32,5 +32,7 @@ void setup_version(CLI::App& app, Context& ctx);
 void setup_logs(CLI::App& app, Context& ctx);
 void setup_completion(CLI::App& app, Context& ctx);
 void setup_mount(CLI::App& app, Context& ctx);
+void setup_import_docker_machine(CLI::App& app, Context& ctx);
+void setup_forward(CLI::App& app, Context& ctx);
 
 }  // namespace berth::cli

@@ -5,6 +5,7 @@
 #include <memory>
 
 #include "cli/commands/commands.h"
+#include "cli/forwarder.h"
 #include "cli/host.h"
 #include "core/error.h"
 #include "core/tls.h"
@@ -19,6 +20,7 @@ struct CreateOptions {
   std::string tls_key_type = "ecdsa";
   std::vector<std::string> tls_sans;
   bool quiet = false;
+  bool no_forward = false;
   std::map<std::string, std::vector<std::string>> driver_flags;   // flag name -> values given
   std::map<std::string, const DriverFactory*> flag_owner;
 };
@@ -80,7 +82,9 @@ void run_create(Context& ctx, CreateOptions& o) {
     throw UserError(fmt::format("machine '{}' already exists; pick another name or 'berth rm {}' first", o.name, o.name));
 
   install_interrupt_handler(ctx);
-  auto driver = factory.make(flags, driver_context(ctx, o.name, o.engine.port));
+  DriverContext dctx = driver_context(ctx, o.name, o.engine.port);
+  dctx.quiet = o.quiet;
+  auto driver = factory.make(flags, std::move(dctx));
   refuse_shared_host(ctx, o.name, *driver);
   driver->pre_create_check();
   tls::ensure_store_certs(store.certs_dir(), tls::parse_key_type(o.tls_key_type));
@@ -120,6 +124,10 @@ void run_create(Context& ctx, CreateOptions& o) {
     if (interrupted) throw Interrupted(fmt::format("machine '{}': create interrupted; nothing was left behind", o.name));
     throw;
   }
+  if (factory.capabilities().has_ssh) {
+    if (o.no_forward) set_forwarder_disabled(ctx, o.name, true);
+    start_forwarder(ctx, o.name, o.quiet);
+  }
   fmt::print("Machine {} is ready. Point docker at it with: eval \"$(berth env {})\"\n", o.name, o.name);
 }
 
@@ -144,6 +152,7 @@ void setup_create(CLI::App& app, Context& ctx) {
       ->check(CLI::IsMember({"ecdsa", "rsa"}));
   cmd->add_option("--tls-san", o->tls_sans, "Extra name or IP for the server certificate (repeatable)");
   cmd->add_flag("-q,--quiet", o->quiet, "Do not print the steps");
+  cmd->add_flag("--no-forward", o->no_forward, "Do not forward published ports to 127.0.0.1 (turn on later with 'berth forward NAME')");
   for (const auto* factory : ctx.drivers.all()) {
     for (const auto& spec : factory->flags()) {
       o->flag_owner[spec.name] = factory;

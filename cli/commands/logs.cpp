@@ -14,13 +14,19 @@ namespace {
 struct LogsOptions {
   std::string name;
   bool follow = false;
+  bool forwarder = false;
 };
 
 void run_logs(Context& ctx, const LogsOptions& o) {
   ctx.store().load(o.name);  // NotFound for an unknown machine
-  const fs::path log = ctx.store().machine_dir(o.name) / "console.log";
+  const fs::path log = ctx.store().machine_dir(o.name) / (o.forwarder ? "forward.log" : "console.log");
   std::ifstream in(log, std::ios::binary);
-  if (!in) throw UserError("machine '" + o.name + "' has no console log (" + log.string() + "); only VM drivers keep one");
+  if (!in && o.forwarder)
+    throw UserError("machine '" + o.name + "' has no port forwarder log (" + log.string() +
+                    "); the forwarder has not run yet ('berth forward " + o.name + "' starts it)");
+  if (!in)
+    throw UserError("machine '" + o.name + "' has no console log (" + log.string() +
+                    "); only VM drivers keep one ('berth logs --forwarder " + o.name + "' shows the port forwarder's)");
   if (o.follow) install_interrupt_handler(ctx);
   std::string chunk(64 * 1024, '\0');
   for (;;) {
@@ -40,9 +46,10 @@ void run_logs(Context& ctx, const LogsOptions& o) {
 
 void setup_logs(CLI::App& app, Context& ctx) {
   auto o = std::make_shared<LogsOptions>();
-  auto* cmd = app.add_subcommand("logs", "Print a machine's serial console log");
+  auto* cmd = app.add_subcommand("logs", "Print a machine's serial console log, or its port forwarder's");
   cmd->add_option("name", o->name, "Machine name")->required();
   cmd->add_flag("-f,--follow", o->follow, "Keep printing what the console writes");
+  cmd->add_flag("--forwarder", o->forwarder, "The port forwarder's log instead (ports it forwards, ports it could not)");
   cmd->callback([&ctx, o] { run_logs(ctx, *o); });
 }
 

@@ -1,9 +1,11 @@
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <future>
 
 #include "cli/commands/commands.h"
+#include "cli/forwarder.h"
 #include "cli/host.h"
 #include "cli/output/ls_format.h"
 #include "core/error.h"
@@ -17,6 +19,17 @@ struct LsOptions {
   std::string format;
   int timeout_s = 10;
 };
+
+// FORWARDS: the ports forwarded now, "on" with none, "off"; trouble goes to ERRORS.
+void describe_forwarder(Context& ctx, const std::string& name, LsRow& row) {
+  const ForwarderView v = read_forwarder(ctx, name);
+  if (!v.running) {
+    row.forwards = "off";
+    return;
+  }
+  row.forwards = v.ports.empty() ? "on" : fmt::format("{}", fmt::join(v.ports, ","));
+  for (const auto& w : v.warnings) row.error += (row.error.empty() ? "" : "; ") + w;
+}
 
 LsRow probe(Context& ctx, const StoredMachine& m, const std::optional<std::string>& active,
             std::chrono::milliseconds timeout) {
@@ -48,6 +61,7 @@ LsRow probe(Context& ctx, const StoredMachine& m, const std::optional<std::strin
         row.docker = "Unknown";
         row.error = "agent: " + err;
       }
+      if (driver_factory(ctx, r).capabilities().has_ssh) describe_forwarder(ctx, r.name, row);
     }
   } catch (const Error& e) {
     row.state = "Error";

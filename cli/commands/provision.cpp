@@ -19,6 +19,7 @@ void run_provision(Context& ctx, const ProvisionOptions& o) {
   for (const auto& name : o.names) {
     auto lock = ctx.store().lock(name);
     MachineRecord record = ctx.store().load(name);
+    refuse_on_engine_host(record, "provision");
     if (!driver_factory(ctx, record).capabilities().has_ssh)
       throw UserError("machine '" + name + "' uses the " + record.driver + " driver, which berth cannot provision");
     if (o.repin) {

@@ -26,6 +26,7 @@ void run_regenerate(Context& ctx, const RegenerateOptions& o) {
   for (const auto& name : o.names) {
     auto lock = ctx.store().lock(name);
     MachineRecord record = ctx.store().load(name);
+    refuse_on_engine_host(record, "regenerate the certificates of");
     if (!driver_factory(ctx, record).capabilities().has_ssh)
       throw UserError("machine '" + name + "' uses the " + record.driver + " driver; berth does not manage its certificates");
     Steps step(name);

@@ -186,7 +186,9 @@ TEST_F(Forward, APortTakenOnTheLaptopIsAWarningAndOtherPortsStillWork) {
       << error;
   EXPECT_EQ(row.value("State", ""), "Running");
   EXPECT_TRUE(forwarder_running());
-  const std::string log = read_text(vm().cli().store() / "machines" / kMachine / "forward.log");
+  auto logs = vm().berth({"logs", "--forwarder", kMachine});
+  ASSERT_TRUE(logs.ok()) << logs.describe();
+  const std::string& log = logs.out;
   EXPECT_NE(log.find("127.0.0.1:" + std::to_string(taken) + " is already in use"), std::string::npos) << log;
   docker_ok({"rm", "-f", "blocked", "fine"});
 }
@@ -199,6 +201,8 @@ TEST_F(Forward, ALargeDownloadArrivesIntact) {
   RunResult sum;
   for (int i = 0; i < 200 && !(sum = curl(port, "/sum")).ok(); ++i) std::this_thread::sleep_for(100ms);
   ASSERT_TRUE(sum.ok()) << sum.describe();
+  auto via = vm().berth({"forward", "--status", kMachine});
+  EXPECT_NE(via.out.find("qemu"), std::string::npos) << "a libvirt user-mode VM gets a native forward: " << via.out;
   const fs::path out = vm().scratch() / "blob";
   auto dl = run({"curl", "-sS", "--max-time", "120", "-o", out.string(), "-w", "%{speed_download} %{size_download}",
                  "http://127.0.0.1:" + std::to_string(port) + "/blob"},
@@ -210,19 +214,54 @@ TEST_F(Forward, ALargeDownloadArrivesIntact) {
   double speed = 0, size = 0;
   figures >> speed >> size;
   EXPECT_EQ(size, 33554432.0);
-  std::printf("[ figures  ] 32 MiB through the forward: %.1f MiB/s\n", speed / (1024 * 1024));
+  std::printf("[ figures  ] 32 MiB through the native (QEMU hostfwd) forward: %.1f MiB/s\n", speed / (1024 * 1024));
   docker_ok({"rm", "-f", "big"});
 }
 
-TEST_F(Forward, OffAndOnAgain) {
+TEST_F(Forward, OffAndOnAgainWithoutTheNativeForward) {
   auto off = vm().berth({"forward", "--off", kMachine});
   ASSERT_TRUE(off.ok()) << off.describe();
   EXPECT_FALSE(forwarder_running());
   EXPECT_EQ(ls_row().value("Forwards", ""), "off");
-  auto on = vm().berth({"forward", kMachine});
+  vm().berth({"start", kMachine}, 120s);  // a running machine: start is a no-op or an error,
+  EXPECT_FALSE(forwarder_running()) << "off must stay off across start";  // never a forwarder
+  // From here on every port goes over SSH (the forwarder inherits this variable).
+  auto on = vm().sh("BERTH_FORWARD_NATIVE=0 berth forward " + kMachine);
   ASSERT_TRUE(on.ok()) << on.describe();
   EXPECT_TRUE(forwarder_running());
   EXPECT_EQ(ls_row().value("Forwards", ""), "on");
+}
+
+TEST_F(Forward, OverSshAPublishedPortAnswersAndALargeDownloadArrivesIntact) {
+  const int port = free_port();
+  docker_ok({"run", "-d", "--name", "big-ssh", "-p", std::to_string(port) + ":80", "busybox:latest", "sh", "-c",
+             "mkdir -p /www && head -c 33554432 /dev/urandom > /www/blob && md5sum /www/blob | cut -d' ' -f1 > /www/sum"
+             " && exec httpd -f -p 80 -h /www"});
+  RunResult sum;
+  for (int i = 0; i < 200 && !(sum = curl(port, "/sum")).ok(); ++i) std::this_thread::sleep_for(100ms);
+  ASSERT_TRUE(sum.ok()) << sum.describe();
+  auto status = vm().berth({"forward", "--status", kMachine});
+  EXPECT_NE(status.out.find("ssh"), std::string::npos) << status.out;
+  EXPECT_EQ(status.out.find("qemu"), std::string::npos) << status.out;
+  const fs::path out = vm().scratch() / "blob-ssh";
+  auto dl = run({"curl", "-sS", "--max-time", "120", "-o", out.string(), "-w", "%{speed_download} %{size_download}",
+                 "http://127.0.0.1:" + std::to_string(port) + "/blob"},
+                {}, 130s);
+  ASSERT_TRUE(dl.ok()) << dl.describe();
+  auto local = run({"md5sum", out.string()}, {}, 30s);
+  EXPECT_EQ(local.out.substr(0, 32), sum.out.substr(0, 32));
+  std::istringstream figures(dl.out);
+  double speed = 0, size = 0;
+  figures >> speed >> size;
+  EXPECT_EQ(size, 33554432.0);
+  std::printf("[ figures  ] 32 MiB over the SSH forward: %.1f MiB/s\n", speed / (1024 * 1024));
+  docker_ok({"rm", "-f", "big-ssh"});
+  bool closed = false;
+  for (int i = 0; i < 30 && !closed; ++i) {
+    closed = !curl(port).ok();
+    if (!closed) std::this_thread::sleep_for(100ms);
+  }
+  EXPECT_TRUE(closed) << "127.0.0.1:" << port << " still answers after the container was removed";
 }
 
 TEST_F(Forward, StopsWithTheMachine) {

@@ -4,6 +4,8 @@
 #include <signal.h>
 
 #include <array>
+#include <fstream>
+#include <sstream>
 #include <memory>
 #include <set>
 
@@ -334,6 +336,106 @@ TEST_F(GenericDriver, ScpRecursiveCopiesDirectories) {
   ASSERT_EQ(down.exit_code, 0) << down.describe();
   EXPECT_EQ(regular_files(back), regular_files(tree));
   EXPECT_EQ(read_text(back / "sub/mid.txt"), "mid\n");
+}
+
+// True when something is mounted on `dir` (read from mountinfo, never touching
+// the directory: a dead FUSE mount would block).
+bool is_mount_point(const fs::path& dir) {
+  std::ifstream in("/proc/self/mountinfo");
+  const std::string want = fs::absolute(dir).lexically_normal().string();
+  for (std::string line; std::getline(in, line);) {
+    std::istringstream f(line);
+    std::string id, parent, dev, root, point;
+    if ((f >> id >> parent >> dev >> root >> point) && point == want) return true;
+  }
+  return false;
+}
+
+// Lazily detaches whatever a failing case left mounted on `dir`, before the
+// store's TempDir is removed: removal would otherwise walk into the FUSE mount
+// and block once its SSH host is gone.
+class MountGuard {
+ public:
+  explicit MountGuard(fs::path dir) : dir_(std::move(dir)) {}
+  MountGuard(const MountGuard&) = delete;
+  MountGuard& operator=(const MountGuard&) = delete;
+  ~MountGuard() {
+    for (int i = 0; i < 3 && is_mount_point(dir_); ++i) run({"fusermount", "-uz", dir_.string()}, {}, 10s);
+  }
+
+ private:
+  fs::path dir_;
+};
+
+// The mount is read and written by child processes with a timeout, so a hung
+// sshfs fails the case instead of blocking the suite.
+RunResult through_mount(const std::string& script) { return run_bash(script, {}, 20s); }
+
+// The listing of `dir`, sorted, one name a line.
+std::string listing(const fs::path& dir) { return through_mount("ls -1 '" + dir.string() + "'").out; }
+
+TEST_F(GenericDriver, MountShowsTheMachinesFolderThroughSshfsWithThePinnedKey) {
+  require_machine(1);
+  ASSERT_EQ(cli()({"ssh", "gen-b", "mkdir -p /srv/share && echo before > /srv/share/before.txt"}).exit_code, 0);
+  const fs::path dir = cli().scratch() / "mnt-b";
+  fs::create_directories(dir);
+  MountGuard guard(dir);
+
+  auto m = cli()({"mount", "gen-b:/srv/share", dir.string()});
+  ASSERT_EQ(m.exit_code, 0) << m.describe();
+  ASSERT_TRUE(is_mount_point(dir));
+  // sshfs and its ssh run in their own session: ending the process group that
+  // ran `berth mount` (as a closing terminal or this test's runner does) leaves
+  // the mount working.
+  EXPECT_EQ(through_mount("cat '" + (dir / "before.txt").string() + "'").out, "before\n");
+
+  EXPECT_EQ(listing(dir), "before.txt\n");
+  // Made on the machine after the mount (and after a listing, which sshfs would
+  // otherwise cache for 20 s): listed and readable here at once.
+  auto made = cli()({"ssh", "gen-b", "echo from gen-b > /srv/share/remote.txt"});
+  ASSERT_EQ(made.exit_code, 0) << made.describe();
+  EXPECT_EQ(listing(dir), "before.txt\nremote.txt\n");
+  EXPECT_EQ(through_mount("cat '" + (dir / "remote.txt").string() + "'").out, "from gen-b\n");
+  // Written here: on the machine, seen both over SSH and in the host's own root.
+  auto wrote = through_mount("printf 'from the laptop\\n' > '" + (dir / "local.txt").string() + "'");
+  ASSERT_EQ(wrote.exit_code, 0) << wrote.describe();
+  auto seen = cli()({"ssh", "gen-b", "cat /srv/share/local.txt"});
+  EXPECT_EQ(seen.out, "from the laptop\n") << seen.describe();
+  EXPECT_EQ(read_text(host(1).root() / "srv/share/local.txt"), "from the laptop\n");
+  // OpenSSH got exactly the pinned key, nothing else.
+  auto known = lines(read_text(cli().machine_dir("gen-b") / "known_hosts"));
+  ASSERT_EQ(known.size(), 1u);
+  EXPECT_EQ(known[0].rfind(host(1).ip() + " ssh-", 0), 0u) << known[0];
+
+  // Mounting again on the same folder, or on a folder with files in it, is refused.
+  auto again = cli()({"mount", "gen-b:/tmp", dir.string()});
+  EXPECT_EQ(again.exit_code, 1) << again.describe();
+  EXPECT_NE(again.err.find("already a mount point"), std::string::npos) << again.describe();
+  const fs::path full = cli().scratch() / "not-empty";
+  fs::create_directories(full);
+  write_text(full / "keep.txt", "mine\n");
+  auto over = cli()({"mount", "gen-b:/tmp", full.string()});
+  EXPECT_EQ(over.exit_code, 1) << over.describe();
+  EXPECT_NE(over.err.find("is not empty"), std::string::npos) << over.describe();
+  EXPECT_FALSE(is_mount_point(full));
+
+  auto u = cli()({"mount", "-u", dir.string()});
+  ASSERT_EQ(u.exit_code, 0) << u.describe();
+  EXPECT_FALSE(is_mount_point(dir));
+  EXPECT_TRUE(fs::is_empty(dir));
+  EXPECT_TRUE(fs::exists(host(1).root() / "srv/share/local.txt")) << "unmounting must not touch the machine's files";
+  auto twice = cli()({"mount", "-u", dir.string()});
+  EXPECT_EQ(twice.exit_code, 1) << twice.describe();
+  EXPECT_NE(twice.err.find("nothing is mounted"), std::string::npos) << twice.describe();
+
+  auto bad = cli()({"mount", "gen-b", dir.string()});
+  EXPECT_EQ(bad.exit_code, 2) << bad.describe();
+  // Without sshfs on PATH: one line that says so, exit 1, nothing mounted.
+  auto no_sshfs = cli().bash("PATH=/nonexistent " + berth_binary().string() + " mount gen-b:/tmp " + dir.string());
+  EXPECT_EQ(no_sshfs.exit_code, 1) << no_sshfs.describe();
+  EXPECT_EQ(lines(no_sshfs.err).size(), 1u) << no_sshfs.describe();
+  EXPECT_NE(no_sshfs.err.find("needs sshfs"), std::string::npos) << no_sshfs.describe();
+  EXPECT_FALSE(is_mount_point(dir));
 }
 
 // f) the agent speaks mutual TLS only with the machine's client certificate

@@ -98,6 +98,8 @@ TEST_F(InstallTest, SystemdInstallWritesEveryFileWithItsMode) {
   EXPECT_TRUE(contains(unit, "\nType=simple\n")) << unit;
   EXPECT_TRUE(contains(unit, "\nExecStart=/usr/local/bin/berth-agent --config /etc/berth/agent.json\n")) << unit;
   EXPECT_TRUE(contains(unit, "\nExecReload=/bin/kill -HUP $MAINPID\n")) << unit;
+  // Restarting the agent must not kill the container shims in its cgroup.
+  EXPECT_TRUE(contains(unit, "\nKillMode=process\n")) << unit;
   EXPECT_TRUE(contains(unit, "\nRestart=on-failure\n")) << unit;
   EXPECT_TRUE(contains(unit, "\nEnvironment=\"HTTP_PROXY=http://proxy:3128\"\n")) << unit;
   EXPECT_TRUE(contains(unit, "\nEnvironment=\"MSG=it's 100%% \\\"ok\\\"\"\n")) << unit;
@@ -243,6 +245,20 @@ TEST_F(InstallTest, ReplaceAgentUploadsAndRestarts) {
   detect(r)->replace_agent(spec_.agent_binary);
   EXPECT_EQ(r.files[kAgentBinary].content, "#!agent v3\n");
   EXPECT_EQ(r.commands().back(), "systemctl restart berth-agent.service");
+}
+
+TEST_F(InstallTest, UpgradeAgentRewritesTheUnitThenRestartsOnlyTheAgent) {
+  FakeRemote r;
+  testing::make_debian_systemd(r);
+  install(r);
+  set_agent("#!agent v4\n");
+  r.events.clear();
+  detect(r)->upgrade_agent(spec_, nullptr);
+  EXPECT_EQ(r.files[kAgentBinary].content, "#!agent v4\n");
+  EXPECT_TRUE(contains(r.files[detail::kSystemdUnit].content, "\nKillMode=process\n"));
+  EXPECT_EQ(r.commands().back(), "systemctl restart berth-agent.service");
+  EXPECT_EQ(count(r.commands(), "systemctl daemon-reload"), 1);
+  EXPECT_EQ(count(r.commands(), "hostname dev"), 0);  // upgrade leaves the hostname alone
 }
 
 TEST_F(InstallTest, StartAndStopUseSystemctl) {

@@ -19,6 +19,7 @@ struct PortForward {
   std::string remote_host;    // as the SSH server resolves it, e.g. "127.0.0.1"
   int remote_port = 0;
   std::string label;          // who wants it, e.g. the container's name
+  bool any_address = false;   // published on all the machine's addresses (not only remote_host)
   bool operator==(const PortForward&) const = default;
 };
 

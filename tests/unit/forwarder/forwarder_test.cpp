@@ -36,7 +36,7 @@ TEST(ForwardsFromContainers, PublishedTcpPortsOfRunningContainersOncePerPort) {
   const auto f = forwards_from_containers(kContainers);
   ASSERT_EQ(f.size(), 2u);
   EXPECT_EQ(f[0], (PortForward{6379, "127.0.0.1", 6379, "bbbbbbbbbbbb"}));  // no name: the short id
-  EXPECT_EQ(f[1], (PortForward{8080, "127.0.0.1", 8080, "web"}));           // 0.0.0.0 -> the machine's loopback
+  EXPECT_EQ(f[1], (PortForward{8080, "127.0.0.1", 8080, "web", true}));  // 0.0.0.0 -> the machine's loopback
 }
 
 TEST(ForwardsFromContainers, ASpecificAddressIsKept) {
@@ -45,6 +45,7 @@ TEST(ForwardsFromContainers, ASpecificAddressIsKept) {
   ASSERT_EQ(f.size(), 1u);
   EXPECT_EQ(f[0].remote_host, "10.0.2.15");
   EXPECT_EQ(f[0].local_port, 15432);
+  EXPECT_FALSE(f[0].any_address);
 }
 
 TEST(ForwardsFromContainers, NothingPublishedIsNothingForwarded) {

@@ -278,6 +278,16 @@ TEST_F(VirtualBoxDriverTest, RemoveOfAMissingVmSucceeds) {
   EXPECT_EQ(fake_->calls(), (Calls{"showvminfo dev --machinereadable"}));
 }
 
+TEST_F(VirtualBoxDriverTest, AnImportedVmIsOwnedWhereItsBaseDirSays) {
+  // docker-machine keeps its VMs under its own store; the importer records that as vm_base_dir.
+  fake_->add_vm("dev", "/home/u/.docker/machine/machines/dev/dev/dev.vbox", "running");
+  const nlohmann::json st = {{"vm", "dev"}, {"vm_base_dir", "/home/u/.docker/machine/machines/dev"}};
+  EXPECT_EQ(load(st)->state(5s), MachineState::Running);
+  EXPECT_EQ(load(st)->save_state().value("vm_base_dir", ""), "/home/u/.docker/machine/machines/dev");
+  EXPECT_EQ(load(nlohmann::json{{"vm", "dev"}})->state(5s), MachineState::NotFound);  // not without it
+  EXPECT_FALSE(load(nlohmann::json{{"vm", "dev"}})->save_state().contains("vm_base_dir"));
+}
+
 TEST_F(VirtualBoxDriverTest, RemoveLeavesAnotherStoresVmOfTheSameNameAlone) {
   fake_->add_vm("dev", "/elsewhere/machines/dev/dev/dev.vbox", "running");
   EXPECT_NO_THROW(load(nlohmann::json{{"vm", "dev"}})->remove());

@@ -92,6 +92,8 @@ int run_agent(const RunOptions& options) {
     network::NetworkManager networks(config.data_root + "/network", network_settings);
     runtime::ContainerManager containers;
     Engine engine{engine_options, *log, images, volumes, networks, containers};
+    networks.set_events(engine.events);
+    volumes.set_events(engine.events);
     images.set_in_use_lookup([&containers](const std::string& id) {
       auto users = containers.users_of_image(id);
       return users.empty() ? std::string() : users.front();
@@ -113,6 +115,7 @@ int run_agent(const RunOptions& options) {
     api::add_container_routes(router, engine);
     api::add_network_routes(router, engine);
     api::add_volume_routes(router, engine);
+    api::add_event_routes(router, engine);
     const api::Api api(std::move(router));
 
     asio::io_context io(1);
@@ -133,6 +136,7 @@ int run_agent(const RunOptions& options) {
           stopping = true;
           log->info(std::string("received ") + (signo == SIGTERM ? "SIGTERM" : "SIGINT") +
                     "; stopping");
+          engine.events->close();
           server.stop();
           return;
         }
@@ -151,6 +155,7 @@ int run_agent(const RunOptions& options) {
     report.ready();
 
     io.run();
+    engine.events->close();  // ends every GET /events stream at once
     server.stop();
     containers.shutdown();
     log->info("berth-agent stopped");

@@ -2,9 +2,11 @@
 // The stores and managers behind the Engine API, built once by run_agent() and
 // shared by every connection thread. Each module's routes are added by its own
 // add_*_routes() in agent/api/.
+#include <memory>
 #include <string>
 #include <vector>
 
+#include "agent/events/event_bus.h"
 #include "agent/image/image_store.h"
 #include "agent/log.h"
 #include "agent/network/network_manager.h"
@@ -31,6 +33,8 @@ struct Engine {
   volume::VolumeStore& volumes;
   network::NetworkManager& networks;
   runtime::ContainerManager& containers;
+  // GET /events; every Engine has one (tests that build an Engine get their own).
+  std::shared_ptr<events::EventBus> events = std::make_shared<events::EventBus>();
 };
 
 }  // namespace berth::agent

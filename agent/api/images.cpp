@@ -76,6 +76,24 @@ json string_list(const std::vector<img::Reference>& refs) {
   return out;
 }
 
+using EventsPtr = std::shared_ptr<events::EventBus>;
+
+// dockerd's LogImageEvent: Actor.ID `actor`, attribute "name", plus the labels
+// of the image `image_id` when it is still there.
+void emit_image(const EventsPtr& bus, const img::ImageStore& store, const char* action,
+                const std::string& actor, const std::string& name, const std::string& image_id) {
+  if (!bus) return;
+  events::Attributes a;
+  if (auto rec = image_id.empty() ? std::nullopt : store.image(image_id)) {
+    json labels = rec->config.value("config", json::object()).value("Labels", json(nullptr));
+    if (labels.is_object())
+      for (auto& [k, v] : labels.items())
+        if (v.is_string()) a[k] = v.get<std::string>();
+  }
+  if (!name.empty()) a["name"] = name;
+  bus->emit("image", action, actor, std::move(a));
+}
+
 img::Reference parse_ref_or_400(std::string_view text, bool default_tag) {
   try {
     return default_tag ? img::parse_reference_default_tag(text) : img::parse_reference(text);
@@ -204,7 +222,7 @@ Response history(const img::ImageStore& store, const std::string& name) {
   return Response::json(200, entries);
 }
 
-Response tag_image(img::ImageStore& store, const Request& req) {
+Response tag_image(img::ImageStore& store, const Request& req, const EventsPtr& bus) {
   auto rec = require_image(store, req.params.at("name"));
   std::string repo = req.query_param("repo").value_or("");
   std::string tag = req.query_param("tag").value_or("");
@@ -217,14 +235,22 @@ Response tag_image(img::ImageStore& store, const Request& req) {
   }
   if (ref.tag.empty()) ref.tag = "latest";
   store.tag(rec.id, ref);
+  emit_image(bus, store, "tag", rec.id, ref.familiar_string(), rec.id);
   Response r;
   r.status = 201;
   return r;
 }
 
-Response remove_image(img::ImageStore& store, const Request& req) {
+Response remove_image(img::ImageStore& store, const Request& req, const EventsPtr& bus) {
   try {
+    auto before = store.find(req.params.at("name"));
     auto result = store.remove(req.params.at("name"), truthy(req, "force"), !truthy(req, "noprune"));
+    // dockerd: "untag" per removed reference and "delete" for the image, both on the image id.
+    std::string id = before.value_or("");
+    if (!result.deleted.empty()) id = result.deleted.front();
+    for (std::size_t i = 0; i < result.untagged.size(); ++i)
+      emit_image(bus, store, "untag", id, id, "");
+    if (!result.deleted.empty()) emit_image(bus, store, "delete", id, id, "");
     json out = json::array();
     for (const auto& u : result.untagged) out.push_back({{"Untagged", u}});
     for (const auto& d : result.deleted) out.push_back({{"Deleted", d}});
@@ -236,7 +262,7 @@ Response remove_image(img::ImageStore& store, const Request& req) {
   }
 }
 
-Response load(img::ImageStore& store, const Request& req) {
+Response load(img::ImageStore& store, const Request& req, const EventsPtr& bus) {
   std::vector<std::string> lines;
   try {
     lines = img::load_images(store, body_reader_fn(req));
@@ -244,6 +270,15 @@ Response load(img::ImageStore& store, const Request& req) {
     throw;
   } catch (const std::exception& e) {
     throw HttpError(500, e.what());
+  }
+  for (const auto& l : lines) {
+    for (std::string_view prefix : {"Loaded image ID: ", "Loaded image: "}) {
+      if (l.rfind(prefix, 0) != 0) continue;
+      std::string what = l.substr(prefix.size());
+      std::string id = store.find(what).value_or(what);
+      emit_image(bus, store, "load", id, id, id);
+      break;
+    }
   }
   std::vector<json> messages;
   for (const auto& l : lines) messages.push_back(img::stream_message(l + "\n"));
@@ -266,7 +301,8 @@ Response save(const img::ImageStore& store, std::vector<std::string> names) {
   return r;
 }
 
-Response create(img::ImageStore& store, const img::RegistryOptions& registry, const Request& req) {
+Response create(img::ImageStore& store, const img::RegistryOptions& registry, const Request& req,
+                const EventsPtr& bus) {
   auto from_src = req.query_param("fromSrc");
   auto from_image = req.query_param("fromImage");
   if (from_src && !from_src->empty()) {
@@ -289,6 +325,16 @@ Response create(img::ImageStore& store, const img::RegistryOptions& registry, co
     } catch (const std::exception& e) {
       throw HttpError(500, e.what());
     }
+    if (!options.repo.empty()) {
+      try {
+        img::Reference ref = img::parse_reference(options.repo);
+        if (!options.tag.empty()) ref.tag = options.tag;
+        if (ref.tag.empty() && ref.digest.empty()) ref.tag = "latest";
+        emit_image(bus, store, "tag", id, ref.familiar_string(), id);
+      } catch (const std::exception&) {
+      }
+    }
+    emit_image(bus, store, "import", id, id, id);
     return json_stream_response({{{"status", id}}});
   }
   if (!from_image || from_image->empty()) throw HttpError(400, "fromImage or fromSrc is required");
@@ -315,13 +361,21 @@ Response create(img::ImageStore& store, const img::RegistryOptions& registry, co
   }
   Response r;
   r.headers.set("Content-Type", "application/json");
-  r.stream = [pull](StreamWriter& out) {
-    pull->run([&](const json& m) { return out.write(m.dump() + "\n"); });
+  r.stream = [pull, bus, &store, ref](StreamWriter& out) {
+    bool failed = false;
+    pull->run([&](const json& m) {
+      if (m.contains("errorDetail") || m.contains("error")) failed = true;
+      return out.write(m.dump() + "\n");
+    });
+    if (!failed)
+      emit_image(bus, store, "pull", ref.familiar_string(), ref.familiar_name(),
+                 store.find(ref.string()).value_or(""));
   };
   return r;
 }
 
-Response push(img::ImageStore& store, const img::RegistryOptions& registry, const Request& req) {
+Response push(img::ImageStore& store, const img::RegistryOptions& registry, const Request& req,
+              const EventsPtr& bus) {
   img::Reference repo = parse_ref_or_400(req.params.at("name"), false);
   std::string tag = req.query_param("tag").value_or("");
   if (!repo.tag.empty() && tag.empty()) tag = repo.tag;
@@ -336,8 +390,18 @@ Response push(img::ImageStore& store, const img::RegistryOptions& registry, cons
   }
   Response r;
   r.headers.set("Content-Type", "application/json");
-  r.stream = [push](StreamWriter& out) {
-    push->run([&](const json& m) { return out.write(m.dump() + "\n"); });
+  r.stream = [push, bus, &store, repo, tag](StreamWriter& out) {
+    bool failed = false;
+    push->run([&](const json& m) {
+      if (m.contains("errorDetail") || m.contains("error")) failed = true;
+      return out.write(m.dump() + "\n");
+    });
+    if (!failed && !tag.empty()) {
+      img::Reference ref = repo;
+      ref.tag = tag;
+      emit_image(bus, store, "push", ref.familiar_string(), ref.familiar_name(),
+                 store.find(ref.string()).value_or(""));
+    }
   };
   return r;
 }
@@ -382,14 +446,15 @@ json image_inspect_json(const img::ImageRecord& rec) {
   return out;
 }
 
-void add_image_routes(Router& router, img::ImageStore& store, img::RegistryOptions registry) {
+void add_image_routes(Router& router, img::ImageStore& store, img::RegistryOptions registry,
+                      EventsPtr bus) {
   auto* s = &store;
   auto reg = std::make_shared<const img::RegistryOptions>(std::move(registry));
   router.add("GET", "/images/json", [s](const Request& req) { return list_images(*s, req); });
-  router.add("POST", "/images/load", [s](const Request& req) { return load(*s, req); },
+  router.add("POST", "/images/load", [s, bus](const Request& req) { return load(*s, req, bus); },
              RouteOptions{.stream_body = true});
   router.add("GET", "/images/get", [s](const Request& req) { return save(*s, query_values(req, "names")); });
-  router.add("POST", "/images/create", [s, reg](const Request& req) { return create(*s, *reg, req); },
+  router.add("POST", "/images/create", [s, reg, bus](const Request& req) { return create(*s, *reg, req, bus); },
              RouteOptions{.stream_body = true});
   router.add("GET", "/images/{name...}/get",
              [s](const Request& req) { return save(*s, {req.params.at("name")}); });
@@ -398,14 +463,15 @@ void add_image_routes(Router& router, img::ImageStore& store, img::RegistryOptio
   });
   router.add("GET", "/images/{name...}/history",
              [s](const Request& req) { return history(*s, req.params.at("name")); });
-  router.add("POST", "/images/{name...}/tag", [s](const Request& req) { return tag_image(*s, req); });
-  router.add("POST", "/images/{name...}/push", [s, reg](const Request& req) { return push(*s, *reg, req); });
-  router.add("DELETE", "/images/{name...}", [s](const Request& req) { return remove_image(*s, req); });
+  router.add("POST", "/images/{name...}/tag", [s, bus](const Request& req) { return tag_image(*s, req, bus); });
+  router.add("POST", "/images/{name...}/push", [s, reg, bus](const Request& req) { return push(*s, *reg, req, bus); });
+  router.add("DELETE", "/images/{name...}", [s, bus](const Request& req) { return remove_image(*s, req, bus); });
 }
 
 void add_image_routes(Router& router, Engine& engine) {
   add_image_routes(router, engine.images,
-                   img::RegistryOptions{engine.options.insecure_registries, engine.options.registry_mirrors, {}});
+                   img::RegistryOptions{engine.options.insecure_registries, engine.options.registry_mirrors, {}},
+                   engine.events);
 }
 
 }  // namespace berth::agent::api

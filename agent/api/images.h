@@ -2,13 +2,18 @@
 // /images/* routes (docker pull, push, load, save, import, tag, rmi, images,
 // image inspect, history). add_image_routes(Router&, Engine&) from routes.h
 // calls this; tests call it directly.
+#include <memory>
+
 #include "agent/api/router.h"
+#include "agent/events/event_bus.h"
 #include "agent/image/image_store.h"
 #include "agent/image/registry.h"
 
 namespace berth::agent::api {
 
-void add_image_routes(Router& router, image::ImageStore& store, image::RegistryOptions registry);
+// events: where pull, push, tag, untag, delete, load and import are published (may be null).
+void add_image_routes(Router& router, image::ImageStore& store, image::RegistryOptions registry,
+                      std::shared_ptr<events::EventBus> events = nullptr);
 
 // Image summaries and inspect bodies, as dockerd builds them.
 nlohmann::json image_summary_json(const image::ImageRecord& rec);

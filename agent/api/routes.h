@@ -9,5 +9,7 @@ void add_image_routes(Router& router, Engine& engine);      // /images/*, /build
 void add_container_routes(Router& router, Engine& engine);  // /containers/*, /exec/*
 void add_network_routes(Router& router, Engine& engine);    // /networks/*
 void add_volume_routes(Router& router, Engine& engine);     // /volumes/*
+void add_event_routes(Router& router, Engine& engine);      // /events (agent/api/events.cpp)
+void add_event_routes(Router& router, std::shared_ptr<events::EventBus> bus);  // the same, for tests
 
 }  // namespace berth::agent::api

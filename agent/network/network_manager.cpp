@@ -18,6 +18,7 @@
 #include <sstream>
 
 #include "agent/api/http.h"
+#include "agent/events/event_bus.h"
 #include "agent/network/dns.h"
 #include "agent/network/iptables.h"
 #include "agent/network/ipam.h"
@@ -248,6 +249,16 @@ struct NetworkManager::Impl {
   std::map<std::string, int> next_port;  // by proto, for -P
   mutable std::mutex hooks_mutex;
   ContainerHooks hooks;
+  std::shared_ptr<events::EventBus> events;  // set once at agent start
+
+  // dockerd's network event: Actor.ID the network id, name and type; connect
+  // and disconnect name the container.
+  void emit(const char* action, const Net& n, const std::string& container_id = "") {
+    if (!events) return;
+    events::Attributes a{{"name", n.name}, {"type", n.driver}};
+    if (!container_id.empty()) a["container"] = container_id;
+    events->emit("network", action, n.id, std::move(a));
+  }
 
   Impl(fs::path r, NetworkSettings s)
       : root(std::move(r)), settings(std::move(s)), ipt(settings.iptables) {}
@@ -588,6 +599,7 @@ void NetworkManager::destroy_sandbox(const std::string& container_id) {
       if (n->endpoints.count(container_id)) {
         impl_->drop_endpoint(*n, container_id);
         impl_->save(*n);
+        impl_->emit("disconnect", *n, container_id);
       }
     }
   }
@@ -615,6 +627,7 @@ Endpoint NetworkManager::connect(const std::string& network, const std::string& 
   if (!n.is_bridge()) {  // host, none: recorded only
     n.endpoints[container_id] = e;
     m.save(n);
+    m.emit("connect", n, container_id);
     return m.endpoint_of(n, e);
   }
   if (n.predefined && !request.ipv4.empty())
@@ -666,6 +679,7 @@ Endpoint NetworkManager::connect(const std::string& network, const std::string& 
   n.endpoints[container_id] = e;
   m.refresh_names(n);
   m.save(n);
+  m.emit("connect", n, container_id);
   return m.endpoint_of(n, e);
 }
 
@@ -675,6 +689,7 @@ void NetworkManager::disconnect(const std::string& network, const std::string& c
   if (!n.endpoints.count(container_id)) return;
   impl_->drop_endpoint(n, container_id);
   impl_->save(n);
+  impl_->emit("disconnect", n, container_id);
 }
 
 std::optional<Endpoint> NetworkManager::endpoint(const std::string& network,
@@ -926,6 +941,7 @@ std::string NetworkManager::create_network(const NetworkCreate& req) {
     throw;
   }
   m.save(*n);
+  m.emit("create", *n);
   std::string id = n->id;
   m.nets[id] = std::move(n);
   return id;
@@ -943,6 +959,7 @@ void NetworkManager::remove_network(const std::string& name_or_id) {
   m.teardown_bridge(n);
   std::error_code ec;
   fs::remove(m.net_file(n), ec);
+  m.emit("destroy", n);
   std::string id = n.id;
   m.nets.erase(id);
 }
@@ -950,6 +967,11 @@ void NetworkManager::remove_network(const std::string& name_or_id) {
 void NetworkManager::set_container_hooks(ContainerHooks hooks) {
   std::lock_guard lock(impl_->hooks_mutex);
   impl_->hooks = std::move(hooks);
+}
+
+void NetworkManager::set_events(std::shared_ptr<events::EventBus> bus) {
+  std::lock_guard lock(impl_->mutex);
+  impl_->events = std::move(bus);
 }
 
 ContainerHooks NetworkManager::container_hooks() const {

@@ -32,6 +32,10 @@
 #include <string>
 #include <vector>
 
+namespace berth::agent::events {
+class EventBus;
+}
+
 namespace berth::agent::network {
 
 // Docker's EndpointSettings, as it appears in a container's
@@ -183,6 +187,10 @@ class NetworkManager {
 
   void set_container_hooks(ContainerHooks hooks);
   ContainerHooks container_hooks() const;
+
+  // GET /events: network create, connect, disconnect and destroy go here
+  // (none while unset).
+  void set_events(std::shared_ptr<events::EventBus> bus);
 
   struct Impl;
   Impl& impl() { return *impl_; }

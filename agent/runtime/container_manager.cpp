@@ -226,6 +226,55 @@ struct ContainerManager::Impl {
     });
   }
 
+  // --- events (GET /events) ---
+  // dockerd's container event: Actor.ID the id; image, name (no "/") and the
+  // labels as attributes, plus `extra`. mu held.
+  void emit(const Container& c, const std::string& action, events::Attributes extra = {}) const {
+    if (!engine || !engine->events) return;
+    events::Attributes a;
+    const json& config = c.doc.contains("Config") ? c.doc["Config"] : json::object();
+    if (auto labels = config.find("Labels"); labels != config.end() && labels->is_object())
+      for (const auto& [k, v] : labels->items())
+        if (v.is_string()) a[k] = v.get<std::string>();
+    a["image"] = config.value("Image", "");
+    std::string name = c.name();
+    a["name"] = starts_with(name, "/") ? name.substr(1) : name;
+    for (auto& [k, v] : extra) a[k] = std::move(v);
+    engine->events->emit("container", action, c.id, std::move(a));
+  }
+  void emit_locked(const Container& c, const std::string& action, events::Attributes extra = {}) {
+    std::lock_guard l(mu);
+    emit(c, action, std::move(extra));
+  }
+  // "mount"/"unmount" of every named volume the container uses. mu held.
+  void emit_volumes(const Container& c, const char* action) const {
+    if (!engine || !engine->events) return;
+    for (const json& m : c.doc.value("Mounts", json::array())) {
+      if (m.value("Type", "") != "volume") continue;
+      events::Attributes a{{"container", c.id}, {"driver", m.value("Driver", "local")}};
+      if (std::string(action) == "mount") {
+        a["destination"] = m.value("Destination", "");
+        a["propagation"] = m.value("Propagation", "");
+        a["read/write"] = m.value("RW", true) ? "true" : "false";
+      }
+      engine->events->emit("volume", action, m.value("Name", ""), std::move(a));
+    }
+  }
+  // "exec_create: sh -c date" as dockerd names exec events.
+  static std::string exec_action(const char* what, const json& config) {
+    std::string action = what;
+    action += ":";
+    for (const json& a : config.value("Cmd", json::array()))
+      if (a.is_string()) action += " " + a.get<std::string>();
+    return action;
+  }
+  void emit_exec(const Exec& e, const std::string& action, events::Attributes extra = {}) {  // mu held
+    auto it = containers.find(e.container_id);
+    if (it == containers.end()) return;
+    extra["execID"] = e.id;
+    emit(*it->second, action, std::move(extra));
+  }
+
   std::optional<image::ResolvedImage> resolve_image(std::string_view ref) const {
     if (opt.resolve_image) return opt.resolve_image(ref);
     return engine->images.resolve(ref);
@@ -303,6 +352,18 @@ void ContainerManager::Impl::on_shim_exit(const std::string& id) {
     st.exit_code = 255;
     st.finished_at = now_text();
     st.error = "container supervisor exited unexpectedly";
+  }
+  {
+    std::lock_guard l(mu);
+    if (!c->removed) {
+      // dockerd's "die" comes first, then network disconnect (teardown).
+      const json& state = c->doc["State"];
+      auto started = events::parse_event_time(state.value("StartedAt", ""), 0);
+      std::int64_t duration = started && *started > 0 ? (events::now_nano() - *started) / 1'000'000'000 : 0;
+      emit(*c, "die", {{"exitCode", std::to_string(st.exit_code)},
+                       {"execDuration", std::to_string(std::max<std::int64_t>(duration, 0))}});
+      emit_volumes(*c, "unmount");
+    }
   }
   teardown(*c);
   bool restart = false, auto_remove = false;
@@ -852,6 +913,8 @@ bool ContainerManager::Impl::start_locked(const ContainerPtr& c, bool by_policy)
       c->berth()["ShimPid"] = shim_pid;
       c->doc["Config"]["Hostname"] = hostname.empty() ? c->doc["Config"]["Hostname"] : json(hostname);
       save(*c);
+      emit_volumes(*c, "mount");
+      emit(*c, "start");
       if (pidfd) {
         watch(c->id, std::move(pidfd));
       } else {
@@ -919,6 +982,7 @@ bool ContainerManager::Impl::stop_locked(const ContainerPtr& c, std::optional<in
       c->doc["State"]["Status"] = "exited";
       c->doc["State"]["Restarting"] = false;
       save(*c);
+      emit(*c, "stop");
       cv.notify_all();
       return true;
     }
@@ -938,6 +1002,7 @@ bool ContainerManager::Impl::stop_locked(const ContainerPtr& c, std::optional<in
       timeout = st != c->doc["Config"].end() && st->is_number_integer() ? st->get<int>() : 10;
     }
   }
+  emit_locked(*c, "kill", {{"signal", std::to_string(stop_signal)}});
   run_process(rt({"kill", c->id, std::to_string(stop_signal)}));
   if (paused) run_process(rt({"resume", c->id}));
   if (*timeout < 0) {
@@ -947,10 +1012,15 @@ bool ContainerManager::Impl::stop_locked(const ContainerPtr& c, std::optional<in
   }
   {
     std::lock_guard l(mu);
-    if (c->exits != exits || !c->running()) return true;
+    if (c->exits != exits || !c->running()) {
+      emit(*c, "stop");
+      return true;
+    }
   }
+  emit_locked(*c, "kill", {{"signal", std::to_string(SIGKILL)}});
   run_process(rt({"kill", c->id, "KILL"}));
   wait_exit(c, exits, std::chrono::seconds(30));
+  emit_locked(*c, "stop");
   return true;
 }
 
@@ -975,6 +1045,7 @@ void ContainerManager::Impl::remove_locked(const ContainerPtr& c, bool force, bo
     exits = c->exits;
   }
   if (running) {
+    emit_locked(*c, "kill", {{"signal", std::to_string(SIGKILL)}});
     run_process(rt({"kill", c->id, "KILL"}));
     if (c->status() == "paused") run_process(rt({"resume", c->id}));
     wait_exit(c, exits, std::chrono::seconds(30));
@@ -993,6 +1064,7 @@ void ContainerManager::Impl::remove_locked(const ContainerPtr& c, bool force, bo
   run_process(rt({"delete", "--force", c->id}));
   fs::remove_all(c->dir, ec);
   if (ec) log().warn("cannot remove " + c->dir.string() + ": " + ec.message());
+  emit_locked(*c, "destroy");
   if (volumes) {
     for (const std::string& v : anon) {
       try {
@@ -1374,6 +1446,7 @@ ContainerManager::Created ContainerManager::create(const std::string& name_in, c
     std::lock_guard l(m.mu);
     c->doc = std::move(doc);
     m.save(*c);
+    m.emit(*c, "create");
   } catch (...) {
     std::lock_guard l(m.mu);
     m.containers.erase(id);
@@ -1419,6 +1492,7 @@ void ContainerManager::kill(const std::string& ref, const std::string& signal) {
     }
     exits = c->exits;
   }
+  m.emit_locked(*c, "kill", {{"signal", std::to_string(sig)}});
   ProcessResult r = run_process(m.rt({"kill", c->id, std::to_string(sig)}));
   if (!r.ok()) throw HttpError(500, "Cannot kill container: " + ref + ": " + trim(r.err));
   if (sig == SIGKILL) m.wait_exit(c, exits, std::chrono::seconds(10));
@@ -1430,6 +1504,7 @@ void ContainerManager::restart(const std::string& ref, std::optional<int> timeou
   std::lock_guard op(c->op);
   impl_->stop_locked(c, timeout, signal);
   impl_->start_locked(c, false);
+  impl_->emit_locked(*c, "restart");
 }
 
 void ContainerManager::pause(const std::string& ref) {
@@ -1448,6 +1523,7 @@ void ContainerManager::pause(const std::string& ref) {
   c->doc["State"]["Status"] = "paused";
   c->doc["State"]["Paused"] = true;
   m.save(*c);
+  m.emit(*c, "pause");
 }
 
 void ContainerManager::unpause(const std::string& ref) {
@@ -1464,6 +1540,7 @@ void ContainerManager::unpause(const std::string& ref) {
   c->doc["State"]["Status"] = "running";
   c->doc["State"]["Paused"] = false;
   m.save(*c);
+  m.emit(*c, "unpause");
 }
 
 void ContainerManager::remove(const std::string& ref, bool force, bool remove_volumes) {
@@ -1488,8 +1565,10 @@ void ContainerManager::rename(const std::string& ref, const std::string& new_nam
                                "\" is already in use by container \"" + id +
                                "\". You have to remove (or rename) that container to be able to "
                                "reuse that name.");
+  std::string old_name = c->name();
   c->doc["Name"] = new_name;
   m.save(*c);
+  m.emit(*c, "rename", {{"oldName", old_name}});
 }
 
 void ContainerManager::resize(const std::string& ref, int h, int w) {
@@ -1914,6 +1993,7 @@ std::string ContainerManager::exec_create(const std::string& ref, const json& bo
   e->container_id = c->id;
   e->config = body;
   m.execs[e->id] = e;
+  m.emit_exec(*e, Impl::exec_action("exec_create", body));
   return e->id;
 }
 
@@ -1946,12 +2026,14 @@ void ContainerManager::exec_start(const std::string& exec_id, api::Connection* c
     c = ci->second;
     e->started = true;
     e->running = true;
+    m.emit_exec(*e, Impl::exec_action("exec_start", e->config));
   }
   auto finish = [&](int code) {
     {
       std::lock_guard l(m.mu);
       e->running = false;
       e->exit_code = code;
+      m.emit_exec(*e, "exec_die", {{"exitCode", std::to_string(code)}});
     }
     m.cv.notify_all();
   };
@@ -2001,6 +2083,7 @@ void ContainerManager::exec_start(const std::string& exec_id, api::Connection* c
                           std::lock_guard l(m.mu);
                           e->running = false;
                           e->exit_code = code;
+                          m.emit_exec(*e, "exec_die", {{"exitCode", std::to_string(code)}});
                         }
                         m.cv.notify_all();
                       }] {

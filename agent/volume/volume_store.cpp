@@ -7,6 +7,7 @@
 #include <set>
 
 #include "agent/api/http.h"
+#include "agent/events/event_bus.h"
 #include "agent/network/util.h"
 
 namespace berth::agent::volume {
@@ -19,6 +20,11 @@ struct VolumeStore::Impl {
   mutable std::mutex mutex;
   std::map<std::string, Volume> volumes;
   std::function<std::vector<std::string>(const std::string&)> users;
+  std::shared_ptr<events::EventBus> events;
+
+  void emit(const char* action, const Volume& v) {  // mutex held
+    if (events) events->emit("volume", action, v.name, {{"driver", v.driver}});
+  }
 
   void load() {
     std::error_code ec;
@@ -113,6 +119,7 @@ Volume VolumeStore::ensure(const std::string& requested,
   ::chmod(v.mountpoint.c_str(), 0755);
   impl_->save(v);
   impl_->volumes[name] = v;
+  impl_->emit("create", v);
   return v;
 }
 
@@ -140,11 +147,20 @@ void VolumeStore::remove(const std::string& name, bool force) {
   if (!in_use.empty())
     throw api::HttpError(409, "remove " + name + ": volume is in use - " + join_ids(in_use));
   std::lock_guard lock(impl_->mutex);
-  if (!impl_->volumes.erase(name)) return;
+  auto it = impl_->volumes.find(name);
+  if (it == impl_->volumes.end()) return;
+  Volume gone = it->second;
+  impl_->volumes.erase(it);
   std::error_code ec;
   fs::path dir = impl_->root / name;
   fs::remove_all(dir, ec);
+  impl_->emit("destroy", gone);
   if (ec) throw std::runtime_error("remove " + name + ": " + ec.message());
+}
+
+void VolumeStore::set_events(std::shared_ptr<events::EventBus> bus) {
+  std::lock_guard lock(impl_->mutex);
+  impl_->events = std::move(bus);
 }
 
 void VolumeStore::set_users_query(

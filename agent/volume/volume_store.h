@@ -11,6 +11,10 @@
 #include <string>
 #include <vector>
 
+namespace berth::agent::events {
+class EventBus;
+}
+
 namespace berth::agent::volume {
 
 // The label dockerd (23+) puts on anonymous volumes; prune without all=true
@@ -52,6 +56,9 @@ class VolumeStore {
   // Which containers use a volume: for 409 on rm, dangling and UsageData.
   void set_users_query(std::function<std::vector<std::string>(const std::string& volume)> users);
   std::vector<std::string> users(const std::string& name) const;
+
+  // GET /events: volume create and destroy go here (none while unset).
+  void set_events(std::shared_ptr<events::EventBus> bus);
 
   // Bytes under _data (du-like, by allocated blocks).
   std::int64_t size(const std::string& name) const;

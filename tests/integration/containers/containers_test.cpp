@@ -719,5 +719,204 @@ TEST_F(Containers, RebootBringsBackRestartAlways) {
   EXPECT_EQ(inspect("{{.Id}}", kImage), image_.id) << "images are on the data disk";
 }
 
+
+// --- events (GET /events, followed by the host-side port forwarder) ---
+
+std::string query_escape(const std::string& s) {
+  std::string out;
+  for (unsigned char c : s) {
+    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == ':') {
+      out += static_cast<char>(c);
+    } else {
+      char buf[4];
+      std::snprintf(buf, sizeof buf, "%%%02X", c);
+      out += buf;
+    }
+  }
+  return out;
+}
+
+// "2026-01-02T03:04:05.123456789Z" (UTC, as the agent writes FinishedAt) -> unix nanoseconds.
+std::int64_t rfc3339_nanos(const std::string& text) {
+  std::tm tm{};
+  if (text.size() < 20 || !strptime(text.substr(0, 19).c_str(), "%Y-%m-%dT%H:%M:%S", &tm)) return 0;
+  std::int64_t nanos = static_cast<std::int64_t>(timegm(&tm)) * 1000000000LL;
+  if (text[19] == '.') {
+    std::string frac;
+    for (std::size_t i = 20; i < text.size() && std::isdigit(static_cast<unsigned char>(text[i])); ++i)
+      frac += text[i];
+    frac.resize(9, '0');
+    nanos += std::stoll(frac.substr(0, 9));
+  }
+  return nanos;
+}
+
+TEST_F(Containers, EventsReplayALifecycleInOrderWithDockerdsFields) {
+  require_image();
+  // The agent's clock (dockerd's SystemTime), so since/until bracket its event stamps.
+  auto guest_now = [&] { return ok({"info", "--format", "{{.SystemTime}}"}); };
+  // GET /events over the wire, one JSON message per line.
+  auto raw_events = [&](const std::string& since, const std::string& until, const std::string& filters) {
+    auto [status, body] = vm().api("GET", "/v1.47/events?since=" + query_escape(since) + "&until=" +
+                                              query_escape(until) + "&filters=" + query_escape(filters));
+    EXPECT_EQ(status, 200) << body;
+    std::vector<nlohmann::json> out;
+    for (const std::string& line : lines(body)) {
+      if (line.empty()) continue;
+      out.push_back(nlohmann::json::parse(line, nullptr, false));
+      std::cout << "event: " << line << "\n";
+    }
+    return out;
+  };
+  Cleanup cleanup{this, {"ev-life"}};
+  const std::string t0 = guest_now();
+  const std::string id = must({"run", "-d", "--name", "ev-life", "-p", "8080:80", kImage, "sh", "-c",
+                               "trap 'exit 0' TERM; while :; do sleep 0.2; done"});
+  ok({"stop", "-t", "20", "ev-life"});
+  ok({"rm", "ev-life"});
+  const std::string t1 = guest_now();
+
+  // The real docker CLI, a closed window: it prints and exits.
+  auto cli = docker({"events", "--since", t0, "--until", t1, "--filter", "container=ev-life", "--format",
+                     "{{.Type}} {{.Action}} {{index .Actor.Attributes \"signal\"}}{{index .Actor.Attributes \"exitCode\"}}"},
+                    30s);
+  ASSERT_EQ(cli.exit_code, 0) << cli.describe();
+  std::vector<std::string> got;
+  for (const std::string& l : lines(trim(cli.out))) got.push_back(trim(l));
+  EXPECT_EQ(got, (std::vector<std::string>{"container create", "container start", "container kill 15",
+                                           "container die 0", "container stop", "container destroy"}))
+      << cli.out;
+
+  // The wire format, as dockerd sends it.
+  auto evs = raw_events(t0, t1, R"({"container":["ev-life"]})");
+  ASSERT_EQ(evs.size(), 6u);
+  const auto& start = evs[1];
+  EXPECT_EQ(start["status"], "start");
+  EXPECT_EQ(start["id"], id);
+  EXPECT_EQ(start["from"], kImage);
+  EXPECT_EQ(start["Type"], "container");
+  EXPECT_EQ(start["Action"], "start");
+  EXPECT_EQ(start["Actor"]["ID"], id);
+  EXPECT_EQ(start["Actor"]["Attributes"]["name"], "ev-life");
+  EXPECT_EQ(start["Actor"]["Attributes"]["image"], kImage);
+  EXPECT_EQ(start["scope"], "local");
+  ASSERT_TRUE(start["time"].is_number_integer() && start["timeNano"].is_number_integer());
+  EXPECT_EQ(start["time"].get<std::int64_t>(), start["timeNano"].get<std::int64_t>() / 1000000000);
+  for (std::size_t i = 1; i < evs.size(); ++i)
+    EXPECT_GE(evs[i]["timeNano"].get<std::int64_t>(), evs[i - 1]["timeNano"].get<std::int64_t>());
+  EXPECT_EQ(evs[3]["Actor"]["Attributes"]["exitCode"], "0");
+  EXPECT_TRUE(evs[3]["Actor"]["Attributes"].contains("execDuration"));
+
+  // The bridge connect and disconnect name the container.
+  auto nets = raw_events(t0, t1, R"({"type":["network"]})");
+  std::vector<std::string> net_actions;
+  for (const auto& e : nets)
+    if (e["Actor"]["Attributes"].value("container", "") == id) net_actions.push_back(e["Action"]);
+  EXPECT_EQ(net_actions, (std::vector<std::string>{"connect", "disconnect"}));
+  for (const auto& e : nets) EXPECT_FALSE(e.contains("status")) << e.dump();
+}
+
+TEST_F(Containers, EventsFollowExitsOnTheirOwnAndPolicyRestartsPromptly) {
+  require_image();
+  Cleanup cleanup{this, {"ev-probe", "ev-exit", "ev-again"}};
+  SpawnOptions options;
+  options.env = vm().docker_env();
+  Process follow = Process::start({"docker", "events", "--filter", "type=container", "--format",
+                                   "{{.Action}} {{.Actor.Attributes.name}} {{index .Actor.Attributes \"exitCode\"}}|{{.TimeNano}}"},
+                                  options);
+  // The stream is live once an event made now shows up.
+  const auto probe_deadline = std::chrono::steady_clock::now() + 30s;
+  bool live = false;
+  while (!live && std::chrono::steady_clock::now() < probe_deadline) {
+    docker({"rm", "-f", "ev-probe"});
+    must({"create", "--name", "ev-probe", kImage, "true"});
+    live = eventually([&] { return follow.stdout_so_far().find("create ev-probe") != std::string::npos; }, 3s);
+  }
+  ASSERT_TRUE(live) << follow.stdout_so_far() << follow.stderr_so_far();
+
+  // Arrival times on this side of the TLS stream.
+  auto arrival = [&](const std::string& line, std::chrono::milliseconds timeout) {
+    std::optional<std::chrono::steady_clock::time_point> at;
+    eventually(
+        [&] {
+          if (follow.stdout_so_far().find(line) == std::string::npos) return false;
+          at = std::chrono::steady_clock::now();
+          return true;
+        },
+        timeout, 5ms);
+    return at;
+  };
+  must({"run", "-d", "--name", "ev-exit", kImage, "sh", "-c", "sleep 1; exit 3"});
+  auto started = arrival("start ev-exit", 20s);
+  ASSERT_TRUE(started) << follow.stdout_so_far();
+  auto died = arrival("die ev-exit 3", 20s);
+  ASSERT_TRUE(died) << follow.stdout_so_far();
+  const auto gap = std::chrono::duration_cast<std::chrono::milliseconds>(*died - *started);
+  std::cout << "start -> die of a 1 s container, as seen by `docker events`: " << gap.count() << " ms\n";
+  EXPECT_GE(gap, 500ms);
+  EXPECT_LT(gap, 2500ms) << "die must arrive within 1.5 s of the exit";
+  // On the agent's clock: from the process's exit (State.FinishedAt) to the die event.
+  const std::string out = follow.stdout_so_far();
+  const auto die_line = out.find("die ev-exit 3|");
+  ASSERT_NE(die_line, std::string::npos);
+  const std::int64_t die_nano = std::stoll(out.substr(die_line + 14, out.find('\n', die_line) - die_line - 14));
+  // The die event goes out before the network teardown; the record says "exited" once that is done.
+  EXPECT_TRUE(eventually([&] { return inspect("{{.State.Status}}", "ev-exit") == "exited"; }, 20s, 100ms));
+  const std::int64_t finished_nano = rfc3339_nanos(inspect("{{.State.FinishedAt}}", "ev-exit"));
+  std::cout << "exit -> die event on the agent: " << (die_nano - finished_nano) / 1000000 << " ms\n";
+  EXPECT_GE(die_nano, finished_nano);
+  EXPECT_LT(die_nano - finished_nano, 1'500'000'000LL);
+
+  // A restart policy: die, then start again, then die again (on-failure:1).
+  must({"run", "-d", "--name", "ev-again", "--restart", "on-failure:1", kImage, "sh", "-c", "sleep 1; exit 5"});
+  std::vector<std::string> seen;
+  EXPECT_TRUE(eventually(
+      [&] {
+        seen.clear();
+        for (const std::string& l : lines(follow.stdout_so_far()))
+          if (l.find(" ev-again") != std::string::npos) seen.push_back(trim(l.substr(0, l.find('|'))));
+        return seen.size() >= 5;
+      },
+      30s, 50ms));
+  EXPECT_EQ(seen, (std::vector<std::string>{"create ev-again", "start ev-again", "die ev-again 5",
+                                            "start ev-again", "die ev-again 5"}));
+  EXPECT_TRUE(follow.running()) << "the stream stays open";
+  follow.signal(SIGINT);
+  auto end = follow.wait(10s);
+  EXPECT_FALSE(end.timed_out);
+}
+
+
+TEST_F(Containers, EventsForImagesVolumesAndNetworks) {
+  require_image();
+  Cleanup cleanup{this, {}, {"ev-net"}, {"ev-vol"}};
+  const std::string t0 = ok({"info", "--format", "{{.SystemTime}}"});
+  ok({"tag", kImage, "ev-tag:1"});
+  ok({"rmi", "ev-tag:1"});
+  ok({"volume", "create", "ev-vol"});
+  ok({"volume", "rm", "ev-vol"});
+  const std::string net_id = ok({"network", "create", "ev-net"});
+  ok({"network", "rm", "ev-net"});
+  const std::string t1 = ok({"info", "--format", "{{.SystemTime}}"});
+  auto cli = docker({"events", "--since", t0, "--until", t1, "--format",
+                     "{{.Type}} {{.Action}} {{.Actor.ID}} {{index .Actor.Attributes \"name\"}}"},
+                    30s);
+  ASSERT_EQ(cli.exit_code, 0) << cli.describe();
+  std::vector<std::string> got;
+  for (const std::string& l : lines(trim(cli.out))) got.push_back(trim(l));
+  EXPECT_EQ(got, (std::vector<std::string>{"image tag " + image_.id + " ev-tag:1",
+                                           "image untag " + image_.id + " " + image_.id,
+                                           "volume create ev-vol",
+                                           "volume destroy ev-vol",
+                                           "network create " + net_id + " ev-net",
+                                           "network destroy " + net_id + " ev-net"}))
+      << cli.out;
+  // Filters reach the server: only the volume's events.
+  auto vol = docker({"events", "--since", t0, "--until", t1, "--filter", "volume=ev-vol", "--format",
+                     "{{.Type}} {{.Action}}"},
+                    30s);
+  EXPECT_EQ(trim(vol.out), "volume create\nvolume destroy") << vol.describe();
+}
+
 }  // namespace
 }  // namespace berth::it::containers

@@ -241,7 +241,12 @@ class Forwarder {
       return false;
     }
     try {
-      set_wanted(forwards_from_containers(r.body));
+      std::set<std::string> gone;
+      {
+        std::lock_guard lock(mu_);
+        gone = gone_;
+      }
+      set_wanted(forwards_from_containers(r.body, gone));
     } catch (const Error& e) {
       set_agent_problem(e.what());
       return false;
@@ -276,7 +281,21 @@ class Forwarder {
               auto ev = nlohmann::json::parse(line, nullptr, false);
               if (!ev.is_object()) return;
               const std::string action = ev.value("Action", ev.value("status", ""));
-              if (kPortEvents.count(action)) reconcile();
+              if (!kPortEvents.count(action)) return;
+              // The engine may list a container as running for a moment after
+              // its die event: trust the event.
+              const std::string id = ev.contains("Actor") && ev["Actor"].is_object()
+                                         ? ev["Actor"].value("ID", ev.value("id", ""))
+                                         : ev.value("id", "");
+              if (!id.empty()) {
+                std::lock_guard lock(mu_);
+                if (gone_.size() > 4096) gone_.clear();
+                if (action == "die" || action == "destroy" || action == "stop")
+                  gone_.insert(id);
+                else if (action == "start" || action == "restart" || action == "unpause")
+                  gone_.erase(id);
+              }
+              reconcile();
             });
             return !stopping();
           },
@@ -397,6 +416,7 @@ class Forwarder {
   std::mutex mu_;
   std::condition_variable cv_;
   std::atomic<bool> stopping_{false};
+  std::set<std::string> gone_;       // ids that died (events), until they start again
   std::vector<PortForward> wanted_;  // over SSH
   std::map<int, PortForward> native_;  // through the driver
   std::unique_ptr<Driver> driver_;
@@ -408,13 +428,15 @@ class Forwarder {
 
 }  // namespace
 
-std::vector<PortForward> forwards_from_containers(const std::string& containers_json) {
+std::vector<PortForward> forwards_from_containers(const std::string& containers_json,
+                                                  const std::set<std::string>& gone) {
   const auto doc = nlohmann::json::parse(containers_json, nullptr, false);
   if (!doc.is_array()) throw Error("GET /containers/json did not answer a JSON array");
   std::map<int, PortForward> by_port;
   for (const auto& c : doc) {
     if (!c.is_object()) continue;
     if (c.contains("State") && c["State"].is_string() && c["State"] != "running") continue;
+    if (c.contains("Id") && c["Id"].is_string() && gone.count(c["Id"].get<std::string>())) continue;
     std::string name = c.contains("Id") && c["Id"].is_string() ? c["Id"].get<std::string>().substr(0, 12) : "";
     if (c.contains("Names") && c["Names"].is_array() && !c["Names"].empty() && c["Names"][0].is_string()) {
       name = c["Names"][0].get<std::string>();

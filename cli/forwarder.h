@@ -6,6 +6,7 @@
 // Files in the machine dir: forward.lock (held while it runs), forward.pid,
 // forward.json (what it forwards now), forward.log, forward.disabled (set by
 // 'berth forward --off': then start_forwarder does nothing).
+#include <set>
 #include <string>
 #include <vector>
 
@@ -36,6 +37,9 @@ void run_forwarder(Context& ctx, const std::string& name);
 // What /containers/json asks to forward: each running container's published
 // TCP ports (PublicPort), to the address it is published on as the machine
 // sees it (0.0.0.0/:: -> 127.0.0.1). One forward per port; the first wins.
-std::vector<PortForward> forwards_from_containers(const std::string& containers_json);
+// `gone` holds ids to leave out: containers whose die event came before the
+// engine's list caught up.
+std::vector<PortForward> forwards_from_containers(const std::string& containers_json,
+                                                  const std::set<std::string>& gone = {});
 
 }  // namespace berth::cli

@@ -163,6 +163,30 @@ TEST_F(Forward, APublishedPortAnswersOnLoopbackWithinASecondAndClosesWhenTheCont
   docker_ok({"rm", "web"});
 }
 
+TEST_F(Forward, AContainerThatExitsByItselfClosesItsPort) {
+  const int port = free_port();
+  docker_ok({"run", "-d", "--name", "brief", "-p", std::to_string(port) + ":80", "busybox:latest", "sh", "-c",
+             "mkdir -p /www && echo brief > /www/index.html && httpd -p 80 -h /www && sleep 6"});
+  RunResult r;
+  for (int i = 0; i < 100 && !(r = curl(port)).ok(); ++i) std::this_thread::sleep_for(50ms);
+  ASSERT_TRUE(r.ok()) << r.describe();
+  auto waited = vm().docker({"wait", "brief"}, 60s);
+  ASSERT_TRUE(waited.ok()) << waited.describe();
+  const auto exited = std::chrono::steady_clock::now();
+  bool closed = false;
+  while (!closed && std::chrono::steady_clock::now() - exited < 3s) {
+    closed = !curl(port).ok();
+    if (!closed) std::this_thread::sleep_for(50ms);
+  }
+  EXPECT_TRUE(closed) << "127.0.0.1:" << port << " still answers after the container exited";
+  // A native forward to a guest port nobody serves also fails curl: check the forward itself is gone.
+  std::string forwards;
+  while (std::chrono::steady_clock::now() - exited < 3s && (forwards = ls_row().value("Forwards", "")) != "on")
+    std::this_thread::sleep_for(100ms);
+  EXPECT_EQ(forwards, "on") << "the forward for " << port << " outlived its container";
+  docker_ok({"rm", "brief"});
+}
+
 TEST_F(Forward, APortTakenOnTheLaptopIsAWarningAndOtherPortsStillWork) {
   const int taken = free_port(), other = free_port();
   PortSquatter squatter(taken);

@@ -39,6 +39,12 @@ TEST(ForwardsFromContainers, PublishedTcpPortsOfRunningContainersOncePerPort) {
   EXPECT_EQ(f[1], (PortForward{8080, "127.0.0.1", 8080, "web", true}));  // 0.0.0.0 -> the machine's loopback
 }
 
+TEST(ForwardsFromContainers, ContainersKnownToHaveDiedAreLeftOut) {
+  const auto f = forwards_from_containers(kContainers, {"aaaaaaaaaaaaaaaa"});
+  ASSERT_EQ(f.size(), 2u);  // web died: the later container publishing 8080 gets the port
+  EXPECT_EQ(f[1], (PortForward{8080, "127.0.0.1", 8080, "dup", true}));
+}
+
 TEST(ForwardsFromContainers, ASpecificAddressIsKept) {
   const auto f = forwards_from_containers(
       R"([{"Id":"x","Names":["/db"],"Ports":[{"IP":"10.0.2.15","PrivatePort":5432,"PublicPort":15432,"Type":"tcp"}]}])");

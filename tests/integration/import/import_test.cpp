@@ -107,8 +107,12 @@ chmod 600 *.pem
                    {"data_root", "/var/lib/dockerd-stand-in"},
                    {"manage_network", false}};
     write_text(etc / "agent.json", config.dump());
-    // The host's / is an overlay of ours: the built agent is at the same path inside.
-    auto r = host_->exec({stand_in_binary().string(), "--config", "/etc/dockerd-stand-in/agent.json", "--daemon"}, 30s);
+    // Copied in: the host's /tmp is its own tmpfs, so a build tree under /tmp is not visible inside.
+    const fs::path bin = host_->root() / "usr" / "local" / "sbin" / "dockerd-stand-in";
+    fs::create_directories(bin.parent_path());
+    fs::copy_file(stand_in_binary(), bin, fs::copy_options::overwrite_existing);
+    fs::permissions(bin, fs::perms(0755));
+    auto r = host_->exec({"/usr/local/sbin/dockerd-stand-in", "--config", "/etc/dockerd-stand-in/agent.json", "--daemon"}, 30s);
     if (!r.ok()) throw std::runtime_error("starting the stand-in daemon failed: " + r.describe());
     for (int i = 0; i < 100; ++i) {
       if (ping_directly().ok()) return;
@@ -203,7 +207,7 @@ TEST_F(ImportDockerMachine, GenericHostWorksThroughBerthAndStaysAfterRm) {
   ASSERT_TRUE(r.ok()) << r.describe();
   EXPECT_FALSE(fs::exists(berth.machine_dir("dm-gen")));
   EXPECT_TRUE(host_->exists_inside("/etc/berth/canary"));
-  EXPECT_TRUE(has(host_->processes(), "berth-agent")) << host_->processes();
+  EXPECT_TRUE(has(host_->processes(), "dockerd-stand-in")) << host_->processes();
   auto direct = ping_directly();
   EXPECT_TRUE(direct.ok()) << direct.describe();
   EXPECT_EQ(direct.out, version + "\n");

@@ -106,6 +106,36 @@ class Forward : public ::testing::Test {
     return out;
   }
 
+  // Serves 32 MiB of random bytes from container `name` on a published port,
+  // checks `berth forward --status` says it goes `via`, downloads it with curl
+  // on this host, compares checksums, prints the speed, removes the container.
+  // Returns the port.
+  static int download_through_forward(const std::string& name, const std::string& via, const char* what) {
+    const int port = free_port();
+    docker_ok({"run", "-d", "--name", name, "-p", std::to_string(port) + ":80", "busybox:latest", "sh", "-c",
+               "mkdir -p /www && head -c 33554432 /dev/urandom > /www/blob && md5sum /www/blob | cut -d' ' -f1 > "
+               "/www/sum && exec httpd -f -p 80 -h /www"});
+    RunResult sum;
+    for (int i = 0; i < 200 && !(sum = curl(port, "/sum")).ok(); ++i) std::this_thread::sleep_for(100ms);
+    EXPECT_TRUE(sum.ok()) << sum.describe();
+    auto status = vm().berth({"forward", "--status", kMachine});
+    EXPECT_NE(status.out.find(" " + via + " "), std::string::npos) << "expected a forward via " << via << ": " << status.out;
+    const fs::path out = vm().scratch() / ("blob-" + name);
+    auto dl = run({"curl", "-sS", "--max-time", "120", "-o", out.string(), "-w", "%{speed_download} %{size_download}",
+                   "http://127.0.0.1:" + std::to_string(port) + "/blob"},
+                  {}, 130s);
+    EXPECT_TRUE(dl.ok()) << dl.describe();
+    auto local = run({"md5sum", out.string()}, {}, 30s);
+    EXPECT_EQ(local.out.substr(0, 32), sum.out.substr(0, 32));
+    std::istringstream figures(dl.out);
+    double speed = 0, size = 0;
+    figures >> speed >> size;
+    EXPECT_EQ(size, 33554432.0);
+    std::printf("[ figures  ] 32 MiB through %s: %.1f MiB/s\n", what, speed / (1024 * 1024));
+    docker_ok({"rm", "-f", name});
+    return port;
+  }
+
   static bool forwarder_running() {
     auto r = run({"flock", "-n", (vm().cli().store() / "machines" / kMachine / "forward.lock").string(), "true"}, {}, 5s);
     return !r.ok();  // the forwarder holds the lock
@@ -218,28 +248,7 @@ TEST_F(Forward, APortTakenOnTheLaptopIsAWarningAndOtherPortsStillWork) {
 }
 
 TEST_F(Forward, ALargeDownloadArrivesIntact) {
-  const int port = free_port();
-  docker_ok({"run", "-d", "--name", "big", "-p", std::to_string(port) + ":80", "busybox:latest", "sh", "-c",
-             "mkdir -p /www && head -c 33554432 /dev/urandom > /www/blob && md5sum /www/blob | cut -d' ' -f1 > /www/sum"
-             " && exec httpd -f -p 80 -h /www"});
-  RunResult sum;
-  for (int i = 0; i < 200 && !(sum = curl(port, "/sum")).ok(); ++i) std::this_thread::sleep_for(100ms);
-  ASSERT_TRUE(sum.ok()) << sum.describe();
-  auto via = vm().berth({"forward", "--status", kMachine});
-  EXPECT_NE(via.out.find("qemu"), std::string::npos) << "a libvirt user-mode VM gets a native forward: " << via.out;
-  const fs::path out = vm().scratch() / "blob";
-  auto dl = run({"curl", "-sS", "--max-time", "120", "-o", out.string(), "-w", "%{speed_download} %{size_download}",
-                 "http://127.0.0.1:" + std::to_string(port) + "/blob"},
-                {}, 130s);
-  ASSERT_TRUE(dl.ok()) << dl.describe();
-  auto local = run({"md5sum", out.string()}, {}, 30s);
-  EXPECT_EQ(local.out.substr(0, 32), sum.out.substr(0, 32));
-  std::istringstream figures(dl.out);
-  double speed = 0, size = 0;
-  figures >> speed >> size;
-  EXPECT_EQ(size, 33554432.0);
-  std::printf("[ figures  ] 32 MiB through the native (QEMU hostfwd) forward: %.1f MiB/s\n", speed / (1024 * 1024));
-  docker_ok({"rm", "-f", "big"});
+  download_through_forward("big", "qemu", "the native (QEMU hostfwd) forward");
 }
 
 TEST_F(Forward, OffAndOnAgainWithoutTheNativeForward) {
@@ -257,29 +266,7 @@ TEST_F(Forward, OffAndOnAgainWithoutTheNativeForward) {
 }
 
 TEST_F(Forward, OverSshAPublishedPortAnswersAndALargeDownloadArrivesIntact) {
-  const int port = free_port();
-  docker_ok({"run", "-d", "--name", "big-ssh", "-p", std::to_string(port) + ":80", "busybox:latest", "sh", "-c",
-             "mkdir -p /www && head -c 33554432 /dev/urandom > /www/blob && md5sum /www/blob | cut -d' ' -f1 > /www/sum"
-             " && exec httpd -f -p 80 -h /www"});
-  RunResult sum;
-  for (int i = 0; i < 200 && !(sum = curl(port, "/sum")).ok(); ++i) std::this_thread::sleep_for(100ms);
-  ASSERT_TRUE(sum.ok()) << sum.describe();
-  auto status = vm().berth({"forward", "--status", kMachine});
-  EXPECT_NE(status.out.find("ssh"), std::string::npos) << status.out;
-  EXPECT_EQ(status.out.find("qemu"), std::string::npos) << status.out;
-  const fs::path out = vm().scratch() / "blob-ssh";
-  auto dl = run({"curl", "-sS", "--max-time", "120", "-o", out.string(), "-w", "%{speed_download} %{size_download}",
-                 "http://127.0.0.1:" + std::to_string(port) + "/blob"},
-                {}, 130s);
-  ASSERT_TRUE(dl.ok()) << dl.describe();
-  auto local = run({"md5sum", out.string()}, {}, 30s);
-  EXPECT_EQ(local.out.substr(0, 32), sum.out.substr(0, 32));
-  std::istringstream figures(dl.out);
-  double speed = 0, size = 0;
-  figures >> speed >> size;
-  EXPECT_EQ(size, 33554432.0);
-  std::printf("[ figures  ] 32 MiB over the SSH forward: %.1f MiB/s\n", speed / (1024 * 1024));
-  docker_ok({"rm", "-f", "big-ssh"});
+  const int port = download_through_forward("big-ssh", "ssh", "the SSH forward");
   bool closed = false;
   for (int i = 0; i < 30 && !closed; ++i) {
     closed = !curl(port).ok();

@@ -210,8 +210,11 @@ struct SshPortForwarder::Impl {
     reap();
   }
 
+  // A finished connection's counts are final: publish them now, not at the next throttled tick.
   void reap() {
+    const size_t before = conns.size();
     for (auto it = conns.begin(); it != conns.end();) it = it->done ? conns.erase(it) : std::next(it);
+    if (conns.size() != before) publish_now();
   }
 
   void accept_from(Listener& l) {
@@ -386,6 +389,9 @@ struct SshPortForwarder::Impl {
   Clock::time_point last_publish{};
   void publish_counts() {
     if (Clock::now() - last_publish < std::chrono::milliseconds(200)) return;
+    publish_now();
+  }
+  void publish_now() {
     last_publish = Clock::now();
     publish();
   }

@@ -16,9 +16,12 @@
 #include <filesystem>
 #include <fstream>
 #include <future>
+#include <mutex>
 #include <random>
+#include <set>
 #include <sstream>
 #include <thread>
+#include <vector>
 
 #include "core/error.h"
 #include "core/net.h"
@@ -118,6 +121,7 @@ std::string sha256(const std::string& data) {
 }
 
 // Serves each connection on its own thread with `handle(fd)`, then closes it.
+// The destructor ends open connections and joins every thread.
 class Server {
  public:
   explicit Server(std::function<void(int)> handle) : handle_(std::move(handle)) {
@@ -126,10 +130,14 @@ class Server {
       for (;;) {
         int c = ::accept(fd_, nullptr, nullptr);
         if (c < 0) return;
-        std::thread([this, c] {
+        std::lock_guard lock(mu_);
+        open_.insert(c);
+        handlers_.emplace_back([this, c] {
           handle_(c);
+          std::lock_guard lock(mu_);
+          open_.erase(c);
           ::close(c);
-        }).detach();
+        });
       }
     });
   }
@@ -137,6 +145,11 @@ class Server {
     ::shutdown(fd_, SHUT_RDWR);
     ::close(fd_);
     thread_.join();
+    {
+      std::lock_guard lock(mu_);
+      for (int c : open_) ::shutdown(c, SHUT_RDWR);
+    }
+    for (auto& t : handlers_) t.join();
   }
   int port() const { return port_; }
 
@@ -145,6 +158,9 @@ class Server {
   int fd_ = -1;
   int port_ = 0;
   std::thread thread_;
+  std::mutex mu_;
+  std::set<int> open_;                 // under mu_
+  std::vector<std::thread> handlers_;  // under mu_ until thread_ is joined
 };
 
 class SshForward : public ::testing::Test {
@@ -251,8 +267,8 @@ TEST_F(SshForward, EchoesThroughTheMachine) {
     ::close(fd);
   }
   std::optional<ForwardStatus> s;
-  for (int i = 0; i < 100 && !((s = wait_status(local, true)) && s->connections >= 3); ++i)
-    std::this_thread::sleep_for(10ms);  // the counts are published a few times a second
+  for (int i = 0; i < 300 && !((s = wait_status(local, true)) && s->connections >= 3); ++i)
+    std::this_thread::sleep_for(10ms);  // counts are published when a connection ends
   ASSERT_TRUE(s);
   EXPECT_EQ(s->forward.label, "web");
   EXPECT_EQ(s->connections, 3u);

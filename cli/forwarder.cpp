@@ -170,7 +170,8 @@ class Forwarder {
   }
 
   // Ports published on every address go through the driver's native forward
-  // when it has one (QEMU hostfwd); the rest, and any the driver refuses, over SSH.
+  // when it has one (a QEMU hostfwd, a VirtualBox NAT rule); the rest, and any the
+  // driver refuses, over SSH.
   void set_wanted(std::vector<PortForward> wanted) {
     std::lock_guard lock(mu_);
     std::map<int, PortForward> want;
@@ -182,7 +183,7 @@ class Forwarder {
         continue;
       }
       driver_->remove_port_forward(it->first);
-      log::info(kLog, "stop forwarding 127.0.0.1:{} (QEMU)", it->first);
+      log::info(kLog, "stop forwarding 127.0.0.1:{} ({})", it->first, native_via());
       it = native_.erase(it);
     }
     wanted_.clear();
@@ -378,6 +379,9 @@ class Forwarder {
     }
   }
 
+  // How `forward --status` names a native forward.
+  std::string native_via() const { return record_.driver == "libvirt" ? "qemu" : record_.driver; }
+
   bool machine_exists() const {
     std::error_code ec;
     return fs::exists(ctx_.store().config_path(record_.name), ec);
@@ -390,7 +394,7 @@ class Forwarder {
       forwards.push_back({{"port", port},
                           {"target", fmt::format("machine:{}", f.remote_port)},
                           {"container", f.label},
-                          {"via", "qemu"},
+                          {"via", native_via()},
                           {"listening", true},
                           {"error", ""}});
     if (current_) {

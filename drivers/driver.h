@@ -105,8 +105,8 @@ class Driver {
   virtual std::string url(int agent_port) const = 0;
   virtual nlohmann::json save_state() const = 0;   // stored as driver_state
   // Optional: 127.0.0.1:port on this computer forwarded natively (a QEMU
-  // hostfwd) to the same port on the machine's own address, which is cheaper
-  // than SSH. Returns "" once it is in place, else why not; the port forwarder
+  // hostfwd, a VirtualBox NAT rule) to the same port on the machine's own
+  // address, which is cheaper than SSH. Returns "" once it is in place, else why not; the port forwarder
   // then carries the port over SSH.
   virtual std::string add_port_forward(int port) {
     (void)port;

@@ -7,6 +7,8 @@
 #  - `docker ps -a` latency with 100 created (not started) containers
 #  - pull throughput (MB/s) from a docker-registry on the host's 127.0.0.1 (the guest's 10.0.2.2)
 #  - berth-agent's RSS at idle (VmRSS from /proc in the guest), fresh and after the runs above
+#  - published ports on 127.0.0.1 through the port forwarder, native (QEMU hostfwd) and over SSH:
+#    time to the first answer after `docker run`, a 32 MiB download, small GET latency
 # Usage: bench/containers/bench.sh [RUNS]   (default 15; BERTH_BUILD_DIR picks the build,
 #        BERTH_AGENT_BINARY the agent to upload). Prints one figure per line.
 set -euo pipefail
@@ -137,23 +139,30 @@ echo "docker pull of a one-layer image, $((wire_bytes / 1024)) KiB on the wire, 
 sleep 5
 echo "berth-agent idle RSS after the runs above (100 containers kept): $(rss_kb) KiB"
 
-# --- published ports through berth's forwarder (SSH direct-tcpip to the VM) ---
+# --- published ports through berth's forwarder: first the native QEMU hostfwd
+# (libvirt's default), then SSH direct-tcpip (BERTH_FORWARD_NATIVE=0) ---
 docker rm -f $(docker ps -aq) >/dev/null 2>&1 || true
-fport=$(free_port)
-t0=$(now_ms)
-docker run -d --name fwd-bench -p "$fport:80" busybox sh -c \
-  'mkdir -p /www && head -c 33554432 /dev/urandom >/www/blob && echo ok >/www/ok && exec httpd -f -p 80 -h /www' >/dev/null
-t_run=$(now_ms)
-until curl -sf -o /dev/null "http://127.0.0.1:$fport/ok"; do sleep 0.02; done
-echo "published port: docker run returned -> first answer on 127.0.0.1:$fport after $(( $(now_ms) - t_run )) ms (docker run itself $(( t_run - t0 )) ms)"
-speeds=()
-for _ in 1 2 3; do
-  speeds+=($(curl -sf -o /dev/null -w '%{speed_download}' "http://127.0.0.1:$fport/blob"))
-done
-echo "32 MiB download through the forwarder: median $(printf '%s\n' "${speeds[@]}" | median | awk '{printf "%.1f", $1 / 1048576}') MiB/s over 3 downloads"
-lat=()
-for _ in $(seq "$runs"); do
-  lat+=($(curl -sf -o /dev/null -w '%{time_total}' "http://127.0.0.1:$fport/ok" | awk '{print int($1 * 1000000)}'))
-done
-echo "small HTTP GET through the forwarder (new TCP connection each): median $(printf '%s\n' "${lat[@]}" | median | awk '{printf "%.1f", $1 / 1000}') ms over $runs"
-docker rm -f fwd-bench >/dev/null
+forward_figures() {  # VIA: what `berth forward --status` should say
+  local via=$1 fport t0 t_run speeds=() lat=()
+  fport=$(free_port)
+  t0=$(now_ms)
+  docker run -d --name fwd-bench -p "$fport:80" busybox sh -c \
+    'mkdir -p /www && head -c 33554432 /dev/urandom >/www/blob && echo ok >/www/ok && exec httpd -f -p 80 -h /www' >/dev/null
+  t_run=$(now_ms)
+  until curl -sf -o /dev/null "http://127.0.0.1:$fport/ok"; do sleep 0.02; done
+  echo "published port ($via): docker run returned -> first answer on 127.0.0.1:$fport after $(( $(now_ms) - t_run )) ms (docker run itself $(( t_run - t0 )) ms)"
+  "$berth" forward --status "$name" | grep -q " $via " || echo "bench: warning: the forward did not go via $via" >&2
+  for _ in 1 2 3; do
+    speeds+=($(curl -sf -o /dev/null -w '%{speed_download}' "http://127.0.0.1:$fport/blob"))
+  done
+  echo "32 MiB download through the forwarder ($via): median $(printf '%s\n' "${speeds[@]}" | median | awk '{printf "%.1f", $1 / 1048576}') MiB/s over 3 downloads"
+  for _ in $(seq "$runs"); do
+    lat+=($(curl -sf -o /dev/null -w '%{time_total}' "http://127.0.0.1:$fport/ok" | awk '{print int($1 * 1000000)}'))
+  done
+  echo "small HTTP GET through the forwarder ($via; new TCP connection each): median $(printf '%s\n' "${lat[@]}" | median | awk '{printf "%.1f", $1 / 1000}') ms over $runs"
+  docker rm -f fwd-bench >/dev/null
+}
+forward_figures qemu
+"$berth" forward --off "$name" >/dev/null
+BERTH_FORWARD_NATIVE=0 "$berth" forward "$name" >/dev/null
+forward_figures ssh

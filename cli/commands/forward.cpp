@@ -28,10 +28,10 @@ void print_status(Context& ctx, const std::string& name) {
   }
   std::ifstream in(ctx.store().machine_dir(name) / "forward.json");
   const auto doc = nlohmann::json::parse(in, nullptr, false);
-  fmt::print("{:<8} {:<22} {:<20} {:<6} {:<11} {}\n", "PORT", "TARGET", "CONTAINER", "VIA", "STATE", "CONNECTIONS");
+  fmt::print("{:<8} {:<22} {:<20} {:<10} {:<11} {}\n", "PORT", "TARGET", "CONTAINER", "VIA", "STATE", "CONNECTIONS");
   if (doc.is_object() && doc.contains("forwards"))
     for (const auto& f : doc["forwards"])
-      fmt::print("{:<8} {:<22} {:<20} {:<6} {:<11} {}\n", f.value("port", 0), f.value("target", ""),
+      fmt::print("{:<8} {:<22} {:<20} {:<10} {:<11} {}\n", f.value("port", 0), f.value("target", ""),
                  f.value("container", ""), f.value("via", "ssh"), f.value("listening", false) ? "listening" : "failed",
                  f.contains("connections") ? std::to_string(f.value("connections", 0)) : "-");
   for (const auto& w : view.warnings) fmt::print(stderr, "berth: warning: {}: {}\n", name, w);

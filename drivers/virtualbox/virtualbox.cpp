@@ -29,6 +29,7 @@ using namespace std::chrono_literals;
 using vbox::ProcessResult;
 constexpr const char* kLog = "virtualbox";
 constexpr const char* kController = "SATA";
+constexpr const char* kPortRulePrefix = "berth-tcp-";  // NAT rules of published container ports
 const char* const kNicTypes[] = {"Am79C970A", "Am79C973", "Am79C960", "82540EM",
                                  "82543GC",   "82545EM",  "virtio",   "usbnet"};
 const char* const kUiTypes[] = {"headless", "gui", "sdl", "separate"};
@@ -235,7 +236,7 @@ class VirtualBoxDriver final : public Driver {
       vbm().check({"controlvm", s_.vm, "resume"});
       return;
     }
-    boot(st == "saved");
+    boot(info);
   }
 
   void stop() override {
@@ -515,6 +516,39 @@ class VirtualBoxDriver final : public Driver {
     virt::write_cidata_iso(cidata_path(), spec);
   }
 
+  // --- published ports ---------------------------------------------------------
+
+  // A container's published port as a NAT rule on 127.0.0.1 of the running VM.
+  std::string add_port_forward(int port) override {
+    try {
+      vbm().run({"controlvm", s_.vm, "natpf1", "delete", port_rule(port)});  // one left by a killed forwarder
+      auto r = vbm().run({"controlvm", s_.vm, "natpf1", fmt::format("{},tcp,127.0.0.1,{},,{}", port_rule(port), port, port)});
+      return r.exit_code == 0 ? "" : vbox::error_summary(r);
+    } catch (const Error& e) {
+      return e.what();
+    }
+  }
+
+  void remove_port_forward(int port) override {
+    try {
+      vbm().run({"controlvm", s_.vm, "natpf1", "delete", port_rule(port)});
+    } catch (const Error&) {
+      // VirtualBox is gone, and the VM's rules with it.
+    }
+  }
+
+  static std::string port_rule(int port) { return fmt::format("{}{}", kPortRulePrefix, port); }
+
+  // VirtualBox keeps controlvm NAT rules in the VM's settings: a published-port rule left by
+  // a forwarder that never cleaned up would take that port at the next boot.
+  void drop_port_rules_left_behind(const std::map<std::string, std::string>& info) {
+    for (const auto& [key, value] : info) {
+      if (key.rfind("Forwarding(", 0) != 0) continue;
+      const std::string rule = value.substr(0, value.find(','));
+      if (rule.rfind(kPortRulePrefix, 0) == 0) vbm().run({"modifyvm", s_.vm, "--natpf1", "delete", rule});
+    }
+  }
+
   // --- start -----------------------------------------------------------------
 
   void choose_ports() {
@@ -569,9 +603,12 @@ class VirtualBoxDriver final : public Driver {
   }
 
   // Forwards on free ports (a saved VM keeps its settings), the host-only adapter, startvm, SSH.
-  void boot(bool saved = false) {
+  // `info`: the VM's showvminfo (empty for a VM just made).
+  void boot(const std::map<std::string, std::string>& info = {}) {
+    const bool saved = info.count("VMState") && info.at("VMState") == "saved";
     if (!saved || s_.ssh_port <= 0 || s_.agent_port <= 0) {
       choose_ports();
+      drop_port_rules_left_behind(info);
       forward("ssh", s_.ssh_port, 22);
       forward("agent", s_.agent_port, s_.guest_agent_port);
       if (s_.hostonly) setup_hostonly();

@@ -3,8 +3,11 @@
 // here) that keeps a VM registry and boots the VM in QEMU/TCG with its NAT rules as 127.0.0.1
 // forwards. One VM is created once and shared by the cases (a TCG boot costs ~10 s); the last
 // case removes it and checks that neither the fake nor the store keeps anything.
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -185,6 +188,33 @@ std::string missing_tool() {
   return "";
 }
 
+// A port nothing listens on now (the kernel's choice for an ephemeral bind).
+int free_loopback_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof a;
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+    ::close(fd);
+    throw std::runtime_error("cannot find a free port on 127.0.0.1");
+  }
+  ::close(fd);
+  return ntohs(a.sin_port);
+}
+
+bool loopback_port_taken(int port) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<uint16_t>(port));
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  const bool taken = ::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+  ::close(fd);
+  return taken;
+}
+
 double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
@@ -246,6 +276,7 @@ class VirtualBoxDriver : public ::testing::Test {
   static inline std::unique_ptr<VboxWorld> world_;
   static inline RunResult created_;
   static inline double create_seconds_ = 0;
+  static inline int kept_port_ = 0;
 };
 
 // --- the fake itself: it must fail like VBoxManage, or it would hide driver bugs ---------------
@@ -376,6 +407,54 @@ TEST_F(VirtualBoxDriver, CreateBootsToDockerVersion) {
   EXPECT_NE(logs.out.find("berth-os: "), std::string::npos) << logs.describe();
 }
 
+// A published port becomes a VirtualBox NAT rule on 127.0.0.1 (the forwarder's native forward;
+// the double turns it into a QEMU hostfwd) and goes away when the container does.
+TEST_F(VirtualBoxDriver, APublishedPortIsANatRuleOnLoopbackWhileTheContainerRuns) {
+  require_vm();
+  const fs::path tarball = world().home() / "busybox.tar";
+  auto made = run({(source_dir() / "scripts" / "make-test-image.sh").string(), tarball.string()}, {}, 180s);
+  ASSERT_TRUE(made.ok()) << made.describe();
+  const std::string docker = "set -e; eval \"$(berth env " + kVm + ")\"; docker ";
+  auto load = world().bash(docker + "load -i " + tarball.string(), 180s);
+  ASSERT_TRUE(load.ok()) << load.describe();
+
+  const std::string port = std::to_string(free_loopback_port());
+  const std::string rule = "berth-tcp-" + port + ",tcp,127.0.0.1," + port + ",," + port;
+  auto has_rule = [&] {
+    for (const auto& [k, v] : world().vminfo(kVm))
+      if (k.rfind("Forwarding(", 0) == 0 && v == rule) return true;
+    return false;
+  };
+  auto curl = [&] {
+    return run({"curl", "-sS", "--max-time", "2", "http://127.0.0.1:" + port + "/"}, {}, 10s);
+  };
+  auto started = world().bash(docker + "run -d --name web -p " + port +
+                                  ":80 busybox:latest sh -c 'mkdir -p /www && echo hello-vbox > /www/index.html && "
+                                  "exec httpd -f -p 80 -h /www'",
+                              120s);
+  ASSERT_TRUE(started.ok()) << started.describe();
+  const auto t0 = std::chrono::steady_clock::now();
+  EXPECT_TRUE(eventually([&] { return curl().out == "hello-vbox\n"; }, 10s, 100ms))
+      << curl().describe() << world().berth({"logs", "--forwarder", kVm}).out;
+  std::printf("[ figures  ] docker run returned -> answer on 127.0.0.1 (VirtualBox NAT rule): %.2f s\n",
+              seconds_since(t0));
+  EXPECT_TRUE(has_rule()) << "no NAT rule " << rule;
+  auto status = world().berth({"forward", "--status", kVm});
+  EXPECT_NE(status.out.find(" virtualbox "), std::string::npos) << status.describe();
+
+  auto removed = world().bash(docker + "rm -f web", 60s);
+  ASSERT_TRUE(removed.ok()) << removed.describe();
+  EXPECT_TRUE(eventually([&] { return !has_rule(); }, 5s, 100ms)) << "the NAT rule " << rule << " stayed";
+  EXPECT_EQ(curl().exit_code, 7) << "127.0.0.1:" << port << " still accepts connections";  // curl: cannot connect
+
+  // Left running for the next case: stopping the machine must take its rule away too.
+  kept_port_ = free_loopback_port();
+  auto kept = world().bash(docker + "run -d --name kept -p " + std::to_string(kept_port_) + ":80 busybox:latest httpd -f -p 80",
+                           120s);
+  ASSERT_TRUE(kept.ok()) << kept.describe();
+  EXPECT_TRUE(eventually([&] { return loopback_port_taken(kept_port_); }, 10s, 100ms));
+}
+
 TEST_F(VirtualBoxDriver, StopByAcpiThenStartAgain) {
   require_vm();
   // berth-os keeps its data on the SATA disk (VirtualBox has no virtio disk by default).
@@ -390,6 +469,14 @@ TEST_F(VirtualBoxDriver, StopByAcpiThenStartAgain) {
   EXPECT_EQ(world().status(kVm), "Stopped");
   EXPECT_EQ(world().vminfo(kVm)["VMState"], "poweroff");
   EXPECT_TRUE(world().vm_processes().empty()) << world().vm_processes().front();
+  for (const auto& [k, v] : world().vminfo(kVm)) {  // the running `kept` container's port, among others
+    if (k.rfind("Forwarding(", 0) == 0) {
+      EXPECT_EQ(v.rfind("berth-tcp-", 0), std::string::npos) << k << "=" << v;
+    }
+  }
+  if (kept_port_ > 0) {
+    EXPECT_FALSE(loopback_port_taken(kept_port_)) << "127.0.0.1:" << kept_port_ << " after stop";
+  }
   // The guest obeyed the ACPI button: the console shows berth-os powering down, and the fake's
   // log shows QEMU exiting on its own (not killed by `controlvm poweroff`).
   const std::string vbox_log = read_text(world().machine_dir(kVm) / kVm / "Logs" / "VBox.log");

@@ -1,7 +1,9 @@
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <gtest/gtest.h>
 #include <stdlib.h>
 
+#include <algorithm>
 #include <atomic>
 
 #include "core/error.h"
@@ -232,6 +234,40 @@ TEST_F(VirtualBoxDriverTest, StartForwardsThePortsAgainAndBoots) {
   fake_->clear_log();
   drv->start();  // running: nothing to do
   EXPECT_EQ(fake_->calls(), (Calls{"showvminfo dev --machinereadable"}));
+}
+
+TEST_F(VirtualBoxDriverTest, APublishedPortIsANatRuleOfTheRunningVm) {
+  auto drv = load(create_running());
+  EXPECT_EQ(drv->add_port_forward(8080), "");
+  EXPECT_EQ(fake_->calls(), (Calls{"controlvm dev natpf1 delete berth-tcp-8080",
+                                   "controlvm dev natpf1 berth-tcp-8080,tcp,127.0.0.1,8080,,8080"}));
+  fake_->clear_log();
+  drv->remove_port_forward(8080);
+  EXPECT_EQ(fake_->calls(), (Calls{"controlvm dev natpf1 delete berth-tcp-8080"}));
+  drv->remove_port_forward(8080);  // already gone: no error
+}
+
+TEST_F(VirtualBoxDriverTest, ARefusedNatRuleIsAReasonNotAnError) {
+  auto drv = load(create_running());
+  fake_->set("fail_on", "controlvm");
+  const std::string why = drv->add_port_forward(8080);
+  EXPECT_NE(why.find("injected failure of controlvm"), std::string::npos) << why;  // the forwarder then uses SSH
+}
+
+TEST_F(VirtualBoxDriverTest, StartDropsPublishedPortRulesLeftBehind) {
+  auto st = create_running();
+  auto drv = load(st);
+  ASSERT_EQ(drv->add_port_forward(8080), "");
+  drv->kill();  // as if the forwarder died with the VM: the rule stays in the VM's settings
+  fake_->clear_log();
+  drv->start();
+  const auto calls = fake_->calls();
+  const auto drop = std::find(calls.begin(), calls.end(), "modifyvm dev --natpf1 delete berth-tcp-8080");
+  const auto boot = std::find(calls.begin(), calls.end(), "startvm dev --type headless");
+  ASSERT_NE(drop, calls.end()) << fmt::format("{}", fmt::join(calls, "\n"));
+  EXPECT_LT(drop, boot);
+  EXPECT_FALSE(fs::exists(root_ / "fake" / "pf_dev_berth-tcp-8080"));
+  EXPECT_TRUE(fs::exists(root_ / "fake" / "pf_dev_ssh"));  // its own rules stay
 }
 
 TEST_F(VirtualBoxDriverTest, RestartIsStopThenStart) {

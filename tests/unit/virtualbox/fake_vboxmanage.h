@@ -1,7 +1,8 @@
 #pragma once
 // A recording VBoxManage test double: a /bin/sh script that logs each argv (one
 // line, arguments joined by spaces) to DIR/log and keeps a tiny VM registry in DIR,
-// answering like VBoxManage (showvminfo --machinereadable, not-found errors, ...).
+// answering like VBoxManage (showvminfo --machinereadable with its Forwarding(N) NAT rules,
+// not-found errors, ...).
 // Knobs (files in DIR): version, transient (count of "object is not ready" failures
 // to give), fail_on (a subcommand to fail), ignore_acpi, sleep (seconds per call),
 // hostonlyifs / dhcpservers (canned list output). On startvm it writes DIR/listen with
@@ -72,7 +73,12 @@ case "$1" in
     echo "Settings file: '$base/$name/$name.vbox'" ;;
   showvminfo)
     need "$2"
-    printf 'name="%s"\nCfgFile="%s"\nVMState="%s"\n' "$2" "$(cat "$S/vm_$2")" "$(state "$2")" ;;
+    printf 'name="%s"\nCfgFile="%s"\nVMState="%s"\n' "$2" "$(cat "$S/vm_$2")" "$(state "$2")"
+    i=0
+    for f in "$S"/pf_"$2"_*; do
+      [ -f "$f" ] || continue
+      printf 'Forwarding(%d)="%s"\n' "$i" "$(cat "$f")"; i=$((i + 1))
+    done ;;
   modifyvm)
     need "$2"
     if [ "$3" = --natpf1 ] && [ "$4" = delete ]; then
@@ -100,6 +106,15 @@ case "$1" in
         [ "$3" = acpipowerbutton ] && [ -f "$S/ignore_acpi" ] && exit 0
         echo poweroff > "$S/state_$2"; rm -f "$S/listen" ;;
       resume) echo running > "$S/state_$2" ;;
+      natpf1)
+        [ "$(state "$2")" = running ] || { echo "VBoxManage: error: Machine '$2' is not currently running" >&2; exit 1; }
+        if [ "$4" = delete ]; then
+          [ -f "$S/pf_$2_$5" ] || { echo "VBoxManage: error: Code NS_ERROR_INVALID_ARG (0x80070057) - Invalid argument value" >&2; exit 1; }
+          rm -f "$S/pf_$2_$5"
+        else
+          [ -f "$S/pf_$2_${4%%,*}" ] && { echo "VBoxManage: error: A NAT rule of this name already exists" >&2; exit 1; }
+          echo "$4" > "$S/pf_$2_${4%%,*}"
+        fi ;;
     esac ;;
   unregistervm)
     need "$2"

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <cstdio>
 #include <chrono>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -60,8 +61,11 @@ class EventsRoute : public ::testing::Test {
   Api api_;
 };
 
+// "SECONDS.NANOS" as the docker CLI sends it: the fraction always has 9 digits.
 std::string seconds(std::int64_t nanos) {
-  return std::to_string(nanos / 1'000'000'000) + "." + std::to_string(nanos % 1'000'000'000);
+  char frac[16];
+  std::snprintf(frac, sizeof frac, ".%09lld", static_cast<long long>(nanos % 1'000'000'000));
+  return std::to_string(nanos / 1'000'000'000) + frac;
 }
 
 TEST_F(EventsRoute, PastWindowReplaysAndEnds) {

@@ -4,14 +4,18 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <cerrno>
 #include <csignal>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <memory>
 #include <optional>
 
 #include "agent/api/api.h"
+#include "agent/api/http.h"
 #include "agent/api/routes.h"
 #include "agent/api/system.h"
 #include "agent/build_info.h"
@@ -23,6 +27,8 @@
 #include "agent/log.h"
 #include "agent/network/network_manager.h"
 #include "agent/runtime/container_manager.h"
+#include "agent/runtime/oci_spec.h"
+#include "agent/runtime/security.h"
 #include "agent/server.h"
 #include "agent/tls_context.h"
 #include "agent/volume/volume_store.h"
@@ -46,6 +52,37 @@ void apply_env(const AgentConfig& c) {
     auto eq = kv.find('=');
     ::setenv(kv.substr(0, eq).c_str(), kv.substr(eq + 1).c_str(), 1);
   }
+}
+
+// The daemon's seccomp profile: nullptr for the built-in one, a JSON null for
+// "unconfined", else the file's profile, checked now so a bad one stops start-up.
+std::shared_ptr<const nlohmann::json> load_seccomp_profile(const std::string& setting) {
+  if (setting == "builtin") return nullptr;
+  if (setting == "unconfined") return std::make_shared<const nlohmann::json>(nullptr);
+  std::ifstream in(setting, std::ios::binary);
+  if (!in)
+    throw UserError("cannot read the seccomp profile " + setting +
+                    " (security.seccomp_profile): " + std::strerror(errno));
+  auto profile = std::make_shared<nlohmann::json>(nlohmann::json::parse(in, nullptr, false));
+  try {
+    if (profile->is_discarded()) throw api::HttpError(400, "not valid JSON");
+    runtime::oci_seccomp(*profile, runtime::default_capabilities(), runtime::host_platform());
+  } catch (const api::HttpError& e) {
+    throw UserError("seccomp profile " + setting + " (security.seccomp_profile): " + e.what());
+  }
+  return profile;
+}
+
+std::vector<std::string> security_options(const SecurityDefaults& security) {
+  std::vector<std::string> out;
+  if (runtime::apparmor_enabled()) out.push_back("name=apparmor");
+  out.push_back("name=seccomp,profile=" + (security.seccomp_profile == "builtin" ||
+                                                   security.seccomp_profile == "unconfined"
+                                               ? security.seccomp_profile
+                                               : "custom"));
+  if (security.no_new_privileges) out.push_back("name=no-new-privileges");
+  out.push_back("name=cgroupns");
+  return out;
 }
 
 void reload(const TlsPaths& paths, TlsContextHolder& tls, Logger& log) {
@@ -80,6 +117,8 @@ int run_agent(const RunOptions& options) {
     engine_options.data_root = config.data_root;
     engine_options.insecure_registries = config.insecure_registries;
     engine_options.registry_mirrors = config.registry_mirrors;
+    engine_options.no_new_privileges = config.security.no_new_privileges;
+    engine_options.seccomp_profile = load_seccomp_profile(config.security.seccomp_profile);
     std::error_code self_ec;
     engine_options.agent_path = std::filesystem::read_symlink("/proc/self/exe", self_ec).string();
 
@@ -106,11 +145,13 @@ int run_agent(const RunOptions& options) {
     api::Router router;
     api::add_system_routes(router, host,
                            {config.data_root, config.labels, config.insecure_registries,
-                            config.registry_mirrors, [&containers, &images] {
+                            config.registry_mirrors,
+                            [&containers, &images] {
                               auto c = containers.counts();
                               return api::EngineCounts{c.running, c.paused, c.stopped,
                                                        images.count()};
-                            }});
+                            },
+                            security_options(config.security)});
     api::add_image_routes(router, engine);
     api::add_container_routes(router, engine);
     api::add_network_routes(router, engine);

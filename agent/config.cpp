@@ -81,7 +81,28 @@ AgentConfig parse_config(std::string_view text, const std::string& source) {
   c.data_root = get_string(doc, "data_root", c.data_root, source);
   c.labels = get_list(doc, "labels", source, true);
   c.env = get_list(doc, "env", source, true);
-  c.opts = get_list(doc, "opts", source, true);
+  if (auto it = doc.find("security"); it != doc.end() && !it->is_null()) {
+    if (!it->is_object()) fail(source, "\"security\" must be an object");
+    if (auto n = it->find("no_new_privileges"); n != it->end() && !n->is_null()) {
+      if (!n->is_boolean()) fail(source, "\"security.no_new_privileges\" must be true or false");
+      c.security.no_new_privileges = n->get<bool>();
+    }
+    c.security.seccomp_profile =
+        get_string(*it, "seccomp_profile", c.security.seccomp_profile, source, "security.");
+  }
+  for (std::string& opt : get_list(doc, "opts", source, true)) {
+    const std::string name = opt.substr(0, opt.find('=')), value = opt.substr(opt.find('=') + 1);
+    if (name == "no-new-privileges") {
+      if (value != "true" && value != "false")
+        fail(source, "engine option \"" + opt + "\": no-new-privileges takes true or false");
+      c.security.no_new_privileges = value == "true";
+    } else if (name == "seccomp-profile") {
+      if (value.empty()) fail(source, "engine option \"" + opt + "\" needs a value");
+      c.security.seccomp_profile = value;
+    } else {
+      c.opts.push_back(std::move(opt));
+    }
+  }
   c.insecure_registries = get_list(doc, "insecure_registries", source, false);
   c.registry_mirrors = get_list(doc, "registry_mirrors", source, false);
   if (auto it = doc.find("manage_network"); it != doc.end() && !it->is_null()) {

@@ -16,6 +16,13 @@ struct TlsPaths {
   std::string key = "/etc/berth/server-key.pem";
 };
 
+// Containers' confinement defaults: "security" in agent.json, or the engine
+// options no-new-privileges=BOOL and seccomp-profile=builtin|unconfined|PATH.
+struct SecurityDefaults {
+  bool no_new_privileges = false;
+  std::string seccomp_profile = "builtin";  // or "unconfined", or a profile file (dockerd's format)
+};
+
 struct AgentConfig {
   std::string listen = "0.0.0.0";  // an IP address (v4 or v6)
   std::uint16_t port = 2376;       // 0 picks a free port (tests)
@@ -25,7 +32,8 @@ struct AgentConfig {
   std::string data_root = "/var/lib/berth";
   std::vector<std::string> labels;  // key=value
   std::vector<std::string> env;     // KEY=value, set in the agent's environment
-  std::vector<std::string> opts;    // name=value engine options
+  std::vector<std::string> opts;    // name=value engine options berth-agent does not know
+  SecurityDefaults security;
   std::vector<std::string> insecure_registries;
   std::vector<std::string> registry_mirrors;
   // False: the agent makes no bridges, iptables rules, sysctls or DNS servers

@@ -3,6 +3,7 @@
 // shared by every connection thread. Each module's routes are added by its own
 // add_*_routes() in agent/api/.
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -24,6 +25,10 @@ struct EngineOptions {
   std::vector<std::string> registry_mirrors;     // URLs, for docker.io
   std::string runtime_path = "crun";             // the OCI runtime binary
   std::string agent_path;  // this binary, for "berth-agent shim" (from /proc/self/exe)
+  // Containers' defaults (agent.json "security"): no_new_privileges, and the
+  // seccomp profile: nullptr the built-in one, a JSON null "unconfined".
+  bool no_new_privileges = false;
+  std::shared_ptr<const nlohmann::json> seccomp_profile;
 };
 
 struct Engine {

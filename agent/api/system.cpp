@@ -171,7 +171,7 @@ json info_json(const HostFacts& host, const EngineSettings& engine) {
   j["ContainerdCommit"] = {{"ID", ""}};
   j["RuncCommit"] = {{"ID", ""}};
   j["InitCommit"] = {{"ID", ""}};
-  j["SecurityOptions"] = json::array();
+  j["SecurityOptions"] = engine.security_options;
   j["CDISpecDirs"] = json::array();
   j["Warnings"] = cgroup_warnings(host);
   return j;

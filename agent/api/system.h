@@ -24,6 +24,8 @@ struct EngineSettings {
   std::vector<std::string> insecure_registries;  // CIDRs or host[:port]
   std::vector<std::string> registry_mirrors;
   std::function<EngineCounts()> counts;  // containers and images; zeros when unset
+  // dockerd's "name=seccomp,profile=builtin" list.
+  std::vector<std::string> security_options;
 };
 
 Response ping(const Request& request);

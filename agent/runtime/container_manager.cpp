@@ -27,9 +27,11 @@
 #include "agent/runtime/container_format.h"
 #include "agent/runtime/exec_relay.h"
 #include "agent/runtime/fd.h"
+#include "agent/runtime/in_root.h"
 #include "agent/runtime/json_log.h"
 #include "agent/runtime/oci_spec.h"
 #include "agent/runtime/restart_policy.h"
+#include "agent/runtime/security.h"
 #include "agent/runtime/shim.h"
 
 namespace berth::agent::runtime {
@@ -494,6 +496,34 @@ json ContainerManager::Impl::build_mounts_record(const json& config, const json&
 
 namespace {
 
+// Seccomp, AppArmor and no_new_privileges as HostConfig.SecurityOpt and the
+// daemon's defaults ask. Throws api::HttpError(400) for options that cannot apply.
+void confine(SpecInput& in, const json& hc, const EngineOptions& daemon) {
+  SecurityOptions sec = parse_security_opts(hc, apparmor_enabled());
+  in.no_new_privileges = sec.no_new_privileges.value_or(daemon.no_new_privileges);
+  in.writable_cgroups = sec.writable_cgroups;
+  if (sec.apparmor && *sec.apparmor != "unconfined") in.apparmor_profile = sec.apparmor;
+  if (hc.value("Privileged", false)) return;  // dockerd: privileged means unconfined
+  const json* profile = &default_seccomp_profile();
+  if (sec.seccomp == SecurityOptions::Seccomp::Unconfined) return;
+  if (sec.seccomp == SecurityOptions::Seccomp::Custom) {
+    profile = &sec.seccomp_profile;
+  } else if (daemon.seccomp_profile) {
+    if (daemon.seccomp_profile->is_null()) return;  // the daemon runs unconfined
+    profile = daemon.seccomp_profile.get();
+  }
+  static const Platform platform = host_platform();
+  in.seccomp = oci_seccomp(*profile, container_capabilities(hc), platform);
+}
+
+// The user as the container's own /etc/passwd and /etc/group name it: read
+// inside its root (symlinks cannot leave it), regular files of bounded size only.
+ResolvedUser resolve_user_in(const fs::path& rootfs, const std::string& spec) {
+  constexpr std::size_t kLimit = 4 << 20;
+  return resolve_user(spec, read_regular_file_in_root(rootfs, "/etc/passwd", kLimit).value_or(""),
+                      read_regular_file_in_root(rootfs, "/etc/group", kLimit).value_or(""));
+}
+
 // Like dockerd: an empty volume mounted over a directory the image has gets a
 // copy of that directory (modes, owners and links kept) before first use.
 // `dest` is relative to `rootfs`; a path through a symlink is never followed
@@ -813,9 +843,7 @@ bool ContainerManager::Impl::start_locked(const ContainerPtr& c, bool by_policy)
   bool handed_over = false;
   try {
     prepare_rootfs(*c, doc);
-    std::string passwd = read_file(c->rootfs() / "etc/passwd").value_or("");
-    std::string group = read_file(c->rootfs() / "etc/group").value_or("");
-    ResolvedUser user = resolve_user(config.value("User", ""), passwd, group);
+    ResolvedUser user = resolve_user_in(c->rootfs(), config.value("User", ""));
     std::vector<OciMount> mounts;
     std::string hostname;
     std::optional<std::string> netns = setup_network(*c, doc, mounts, hostname);
@@ -834,6 +862,7 @@ bool ContainerManager::Impl::start_locked(const ContainerPtr& c, bool by_policy)
     in.netns_path = netns;
     in.extra_mounts = mounts;
     in.cgroups_path = "/berth/" + c->id;
+    confine(in, hc, engine->options);
     json spec = build_oci_spec(in);
     if (hc.value("NetworkMode", "") == "host") {
       // Like dockerd: the host's network, and sysfs bound from the host.
@@ -1325,6 +1354,10 @@ ContainerManager::Created ContainerManager::create(const std::string& name_in, c
   if (hc.value("AutoRemove", false) && !policy.is_none())
     throw HttpError(400, "can't create 'AutoRemove' container with restart policy");
   collect_mounts(merged, hc);  // 400 for bad specs before anything is made
+  {
+    SpecInput dry_run;
+    confine(dry_run, hc, m.engine->options);  // 400 for security options that cannot apply
+  }
 
   std::string mode = hc.value("NetworkMode", "");
   if (mode.empty() || mode == "default") mode = "bridge";
@@ -2044,8 +2077,7 @@ void ContainerManager::exec_start(const std::string& exec_id, api::Connection* c
     std::optional<ResolvedUser> user;
     std::string user_spec = e->config.value("User", "");
     if (!user_spec.empty())
-      user = resolve_user(user_spec, read_file(c->rootfs() / "etc/passwd").value_or(""),
-                          read_file(c->rootfs() / "etc/group").value_or(""));
+      user = resolve_user_in(c->rootfs(), user_spec);
     json process = build_exec_process(spec, e->config, user ? &*user : nullptr);
     fs::path process_file = c->dir / ("exec-" + short_id(exec_id) + ".json");
     write_file_atomic(process_file, process.dump());

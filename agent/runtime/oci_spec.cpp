@@ -146,6 +146,8 @@ const std::vector<std::string>& all_capabilities() {
   return caps;
 }
 
+}  // namespace
+
 std::vector<std::string> container_capabilities(const json& hc) {
   if (hc.value("Privileged", false)) return all_capabilities();
   std::vector<std::string> caps = default_capabilities();
@@ -162,6 +164,8 @@ std::vector<std::string> container_capabilities(const json& hc) {
   std::erase_if(caps, [&](const std::string& c) { return has(drop, c) && !has(add, c); });
   return caps;
 }
+
+namespace {
 
 json caps_json(const std::vector<std::string>& caps) {
   return {{"bounding", caps}, {"effective", caps}, {"permitted", caps}};
@@ -352,14 +356,31 @@ std::vector<MountRequest> collect_mounts(const json& config, const json& hc) {
   }
   if (config.is_object()) {
     if (auto it = config.find("Volumes"); it != config.end() && it->is_object()) {
-      for (auto& [dest, _] : it->items()) {
-        if (seen.count(dest)) continue;
-        MountRequest m = parse_bind(dest);
+      for (auto& [key, _] : it->items()) {
+        MountRequest m = anonymous_volume(key);
+        if (seen.count(m.destination)) continue;
         add(std::move(m));
       }
     }
   }
   return out;
+}
+
+MountRequest anonymous_volume(const std::string& path) {
+  // As dockerd: the whole key is a path in the container, never "src:dst".
+  std::string dest = std::filesystem::path(path).lexically_normal().string();
+  while (dest.size() > 1 && dest.back() == '/') dest.pop_back();
+  if (dest.empty() || dest[0] != '/')
+    throw api::HttpError(400, "invalid volume '" + path +
+                                  "' in the container's or image's Volumes: it must be an absolute "
+                                  "path inside the container");
+  if (dest == "/")
+    throw api::HttpError(400, "invalid volume '" + path +
+                                  "' in the container's or image's Volumes: destination can't be '/'");
+  MountRequest m;
+  m.kind = MountRequest::Kind::Volume;
+  m.destination = dest;
+  return m;
 }
 
 ResolvedUser resolve_user(const std::string& spec, const std::string& passwd_text,
@@ -504,16 +525,13 @@ json build_oci_spec(const SpecInput& in) {
                   {"cwd", cwd},
                   {"capabilities", caps_json(container_capabilities(hc))},
                   {"rlimits", rlimits},
-                  {"noNewPrivileges", false},
+                  {"noNewPrivileges", in.no_new_privileges},
                   {"oomScoreAdj", hc.value("OomScoreAdj", 0)}};
+  if (in.apparmor_profile) process["apparmorProfile"] = *in.apparmor_profile;
   if (auto cs = hc.find("ConsoleSize"); tty && cs != hc.end() && cs->is_array() && cs->size() == 2 &&
       (*cs)[0].is_number_integer() && (*cs)[1].is_number_integer() && (*cs)[0].get<int>() > 0 &&
       (*cs)[1].get<int>() > 0)
     process["consoleSize"] = {{"height", (*cs)[0]}, {"width", (*cs)[1]}};
-  for (const std::string& opt : string_list(hc, "SecurityOpt"))
-    if (opt == "no-new-privileges" || opt == "no-new-privileges:true" ||
-        opt == "no-new-privileges=true")
-      process["noNewPrivileges"] = true;
 
   json mounts = json::array();
   mounts.push_back(mount("/proc", "proc", "proc", {"nosuid", "noexec", "nodev"}));
@@ -525,7 +543,8 @@ json build_oci_spec(const SpecInput& in) {
   mounts.push_back(mount("/sys", "sysfs", "sysfs",
                          {"nosuid", "noexec", "nodev", privileged ? "rw" : "ro"}));
   mounts.push_back(mount("/sys/fs/cgroup", "cgroup", "cgroup",
-                         {"nosuid", "noexec", "nodev", "relatime", privileged ? "rw" : "ro"}));
+                         {"nosuid", "noexec", "nodev", "relatime",
+                          privileged || in.writable_cgroups ? "rw" : "ro"}));
   mounts.push_back(mount("/dev/mqueue", "mqueue", "mqueue", {"nosuid", "noexec", "nodev"}));
   std::int64_t shm = int_field(hc, "ShmSize");
   if (shm <= 0) shm = 64 * 1024 * 1024;
@@ -580,13 +599,21 @@ json build_oci_spec(const SpecInput& in) {
                 {"resources", resources},
                 {"cgroupsPath", in.cgroups_path}};
   if (!privileged) {
-    linux["maskedPaths"] = {"/proc/asound",     "/proc/acpi",        "/proc/interrupts",
-                            "/proc/kcore",      "/proc/keys",        "/proc/latency_stats",
-                            "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug",
-                            "/proc/scsi",       "/sys/firmware",     "/sys/devices/virtual/powercap"};
-    linux["readonlyPaths"] = {"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys",
-                              "/proc/sysrq-trigger"};
+    // HostConfig's lists when the client sent them (--security-opt systempaths=unconfined sends []).
+    auto given = [&](const char* key) { return hc.contains(key) && hc[key].is_array(); };
+    linux["maskedPaths"] =
+        given("MaskedPaths")
+            ? json(string_list(hc, "MaskedPaths"))
+            : json{"/proc/asound",     "/proc/acpi",        "/proc/interrupts",
+                   "/proc/kcore",      "/proc/keys",        "/proc/latency_stats",
+                   "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug",
+                   "/proc/scsi",       "/sys/firmware",     "/sys/devices/virtual/powercap"};
+    linux["readonlyPaths"] =
+        given("ReadonlyPaths")
+            ? json(string_list(hc, "ReadonlyPaths"))
+            : json{"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"};
   }
+  if (in.seccomp) linux["seccomp"] = *in.seccomp;
   if (auto it = hc.find("Sysctls"); it != hc.end() && it->is_object() && !it->empty())
     linux["sysctl"] = *it;
 

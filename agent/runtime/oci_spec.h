@@ -33,8 +33,13 @@ MountRequest parse_bind(const std::string& spec);
 MountRequest parse_mount(const nlohmann::json& m);
 // All mounts of a container: Binds, Mounts, then Config.Volumes not already covered
 // (anonymous). Throws 400 on a duplicate destination.
+// A Config.Volumes key (the image's VOLUME, or `docker run -v /path`) is only
+// ever a path inside the container: it becomes an anonymous volume, whatever it
+// contains (a ':' or a host path never mounts anything of the host's).
 std::vector<MountRequest> collect_mounts(const nlohmann::json& config,
                                          const nlohmann::json& host_config);
+// The anonymous volume for one Config.Volumes key. Throws 400 for a relative path or '/'.
+MountRequest anonymous_volume(const std::string& path);
 
 struct ResolvedUser {
   std::uint32_t uid = 0, gid = 0;
@@ -62,6 +67,12 @@ struct SpecInput {
   std::optional<std::string> netns_path;  // nullopt: the host's network namespace
   std::vector<OciMount> extra_mounts;     // binds, volumes, /etc/hosts etc., after the defaults
   std::string cgroups_path;               // "/berth/<id>"
+  // Confinement (agent/runtime/security.h): linux.seccomp (nullopt: none),
+  // process.apparmorProfile, process.noNewPrivileges, a writable /sys/fs/cgroup.
+  std::optional<nlohmann::json> seccomp;
+  std::optional<std::string> apparmor_profile;
+  bool no_new_privileges = false;
+  bool writable_cgroups = false;
 };
 
 // The OCI runtime spec (version 1.0.2) for crun.
@@ -72,6 +83,8 @@ nlohmann::json build_oci_spec(const SpecInput& in);
 nlohmann::json build_exec_process(const nlohmann::json& container_spec,
                                   const nlohmann::json& exec_config, const ResolvedUser* user);
 
+// The container's capabilities: the default set, or all when privileged, with CapAdd/CapDrop.
+std::vector<std::string> container_capabilities(const nlohmann::json& host_config);
 // Docker's default capability set.
 std::vector<std::string> default_capabilities();
 // Signal names ("SIGTERM", "TERM", "15") to numbers; nullopt if unknown.

@@ -5,12 +5,14 @@
 
 #include <stdlib.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
 
 #include <chrono>
 #include <filesystem>
+#include <fstream>
 #include <thread>
 
 #include "agent/api/http.h"
@@ -105,6 +107,13 @@ class ManagerTest : public ::testing::Test {
     o.boot_marker = (root_ / "run" / "marker").string();
     o.run_dir = (root_ / "run").string();
     o.resolve_image = [](std::string_view ref) -> std::optional<image::ResolvedImage> {
+      if (ref == "hostile") {  // an image config from a registry nobody checked
+        image::ResolvedImage img;
+        img.id = "sha256:bad0";
+        img.reference = "hostile:latest";
+        img.config = {{"config", {{"Cmd", {"true"}}, {"Volumes", {{"/:/host", json::object()}}}}}};
+        return img;
+      }
       if (ref != "busybox" && ref != "busybox:latest" && ref != "sha256:feed") return std::nullopt;
       image::ResolvedImage img;
       img.id = "sha256:feed";
@@ -119,7 +128,7 @@ class ManagerTest : public ::testing::Test {
   }
 
   std::string create(json body, const std::string& name = "") {
-    body["Image"] = "busybox";
+    if (!body.contains("Image")) body["Image"] = "busybox";
     body["HostConfig"]["NetworkMode"] = "host";
     return cm_->create(name, body).id;
   }
@@ -528,6 +537,86 @@ TEST_F(ManagerTest, AnonymousVolumesGoWithRmV) {
   cm_->remove(id, false, true);
   EXPECT_FALSE(volumes_->get(anon));
   EXPECT_TRUE(volumes_->get("named"));
+}
+
+TEST_F(ManagerTest, AnImagesVolumesNeverBindTheMachine) {
+  std::string id = create({{"Image", "hostile"}});
+  json mounts = cm_->inspect(id)["Mounts"];
+  ASSERT_EQ(mounts.size(), 1u);
+  EXPECT_EQ(mounts[0]["Type"], "volume");
+  EXPECT_EQ(mounts[0]["Destination"], "/:/host");
+  EXPECT_EQ(mounts[0]["Name"].get<std::string>().size(), 64u);
+  EXPECT_EQ(mounts[0]["Source"].get<std::string>().rfind((root_ / "volumes").string(), 0), 0u)
+      << mounts[0].dump();
+}
+
+TEST_F(ManagerTest, SecurityOptionsAreCheckedAtCreateAndReachTheSpec) {
+  auto status = [&](json body) {
+    try {
+      create(std::move(body));
+    } catch (const api::HttpError& e) {
+      return e.status();
+    }
+    return 0u;
+  };
+  EXPECT_EQ(status({{"Cmd", {"true"}}, {"HostConfig", {{"SecurityOpt", {"bogus=1"}}}}}), 400u);
+  EXPECT_EQ(status({{"Cmd", {"true"}}, {"HostConfig", {{"SecurityOpt", {R"(seccomp={"syscalls":[]})"}}}}}),
+            400u);
+  EXPECT_TRUE(cm_->list({.all = true}).empty());  // nothing half-made
+
+  auto spec_of = [&](json host_config) {
+    json body = {{"Cmd", {"true"}}, {"HostConfig", std::move(host_config)}};
+    std::string id = create(body);
+    cm_->start(id);
+    wait(id);
+    return json::parse(*read_file(root_ / "containers" / id / "bundle" / "config.json"));
+  };
+  json spec = spec_of(json::object());
+  ASSERT_TRUE(spec["linux"].contains("seccomp"));
+  EXPECT_EQ(spec["linux"]["seccomp"]["defaultAction"], "SCMP_ACT_ERRNO");
+  EXPECT_EQ(spec["process"]["noNewPrivileges"], false);
+  spec = spec_of({{"SecurityOpt", {"seccomp=unconfined", "no-new-privileges"}}});
+  EXPECT_FALSE(spec["linux"].contains("seccomp"));
+  EXPECT_EQ(spec["process"]["noNewPrivileges"], true);
+  spec = spec_of({{"Privileged", true}});
+  EXPECT_FALSE(spec["linux"].contains("seccomp"));
+  spec = spec_of({{"SecurityOpt", {R"(seccomp={"defaultAction":"SCMP_ACT_LOG"})"}}});
+  EXPECT_EQ(spec["linux"]["seccomp"]["defaultAction"], "SCMP_ACT_LOG");
+}
+
+TEST_F(ManagerTest, TheUserIsLookedUpInsideTheContainersRoot) {
+  // The rootfs is a plain directory in these tests: plant links before start.
+  std::string id = create({{"Cmd", {"true"}}, {"User", "app"}});
+  fs::path etc = root_ / "containers" / id / "rootfs" / "etc";
+  fs::create_directories(etc);
+  fs::create_symlink("/dev/zero", etc / "passwd");
+  ASSERT_EQ(::mkfifo((etc / "group").c_str(), 0644), 0);
+  auto t0 = std::chrono::steady_clock::now();
+  try {
+    cm_->start(id);
+    ADD_FAILURE() << "a user from /dev/zero";
+  } catch (const api::HttpError& e) {
+    EXPECT_EQ(e.status(), 400u);
+    EXPECT_NE(std::string(e.what()).find("unable to find user app"), std::string::npos) << e.what();
+  }
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 5s);  // neither /dev/zero nor the FIFO held it
+
+  // A link to a machine file never lends the container its fields (HOME here).
+  std::string id2 = create({{"Cmd", {"true"}}, {"User", "root"}});
+  fs::path etc2 = root_ / "containers" / id2 / "rootfs" / "etc";
+  fs::create_directories(etc2);
+  std::ofstream(root_ / "machine-passwd") << "root:x:0:0:root:/machine-secret:/bin/sh\n";
+  fs::create_symlink(root_ / "machine-passwd", etc2 / "passwd");
+  try {
+    cm_->start(id2);
+    wait(id2);
+  } catch (const api::HttpError& e) {
+    EXPECT_NE(std::string(e.what()).find("unable to find user root"), std::string::npos) << e.what();
+  }
+  auto spec = read_file(root_ / "containers" / id2 / "bundle" / "config.json");
+  if (spec) {
+    EXPECT_EQ(spec->find("/machine-secret"), std::string::npos);
+  }
 }
 
 }  // namespace

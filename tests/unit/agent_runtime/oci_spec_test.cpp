@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <csignal>
+#include <set>
 
 #include "agent/api/http.h"
 
@@ -89,6 +90,39 @@ TEST(CollectMountsTest, ImageVolumesBecomeAnonymousUnlessCovered) {
   EXPECT_EQ(m[0].kind, MountRequest::Kind::Tmpfs);
   EXPECT_THROW(collect_mounts(json::object(), {{"Mounts", {{{"Type", "nfs"}, {"Target", "/t"}}}}}),
                api::HttpError);
+}
+
+// An image config is data from a registry: its Volumes keys are container paths
+// only. "/:/host" once bind-mounted the machine's whole / into the container.
+TEST(CollectMountsTest, HostileImageVolumesNeverMountTheHost) {
+  json image = {{"Volumes", {{"/:/host", json::object()},
+                             {"/etc:/x:rw", json::object()},
+                             {"/data/../data/", json::object()}}}};
+  json config = merge_image_config({{"Image", "x"}}, image);
+  auto mounts = collect_mounts(config, json::object());
+  ASSERT_EQ(mounts.size(), 3u);
+  std::set<std::string> dests;
+  for (const MountRequest& m : mounts) {
+    EXPECT_EQ(m.kind, MountRequest::Kind::Volume) << m.destination;
+    EXPECT_TRUE(m.source.empty()) << m.destination << " would mount " << m.source;
+    dests.insert(m.destination);
+  }
+  EXPECT_EQ(dests, (std::set<std::string>{"/:/host", "/etc:/x:rw", "/data"}));
+}
+
+TEST(CollectMountsTest, ImageVolumesMustBeAbsoluteAndNotTheRoot) {
+  EXPECT_THROW(collect_mounts({{"Volumes", {{"relative", json::object()}}}}, json::object()),
+               api::HttpError);
+  EXPECT_THROW(collect_mounts({{"Volumes", {{"named:/y", json::object()}}}}, json::object()),
+               api::HttpError);
+  EXPECT_THROW(collect_mounts({{"Volumes", {{"/", json::object()}}}}, json::object()),
+               api::HttpError);
+  EXPECT_THROW(collect_mounts({{"Volumes", {{"/a/..", json::object()}}}}, json::object()),
+               api::HttpError);
+  // A bind at the same (cleaned) path covers the image's volume.
+  auto m = collect_mounts({{"Volumes", {{"/data/", json::object()}}}}, {{"Binds", {"/srv:/data"}}});
+  ASSERT_EQ(m.size(), 1u);
+  EXPECT_EQ(m[0].kind, MountRequest::Kind::Bind);
 }
 
 const char* kPasswd =
@@ -228,6 +262,39 @@ TEST(BuildOciSpecTest, HostNetworkPrivilegedAndNoCommand) {
   EXPECT_EQ(s["linux"]["resources"]["devices"], json::array({{{"allow", true}, {"access", "rwm"}}}));
   in.config["Cmd"] = nullptr;
   EXPECT_THROW(build_oci_spec(in), api::HttpError);
+}
+
+TEST(BuildOciSpecTest, ConfinementFromTheInput) {
+  SpecInput in = sample_input();
+  json s = build_oci_spec(in);
+  EXPECT_EQ(s["process"]["noNewPrivileges"], false);
+  EXPECT_FALSE(s["linux"].contains("seccomp"));
+  EXPECT_FALSE(s["process"].contains("apparmorProfile"));
+  in.seccomp = json{{"defaultAction", "SCMP_ACT_ERRNO"}};
+  in.apparmor_profile = "berth-test";
+  in.no_new_privileges = true;
+  in.writable_cgroups = true;
+  s = build_oci_spec(in);
+  EXPECT_EQ(s["linux"]["seccomp"]["defaultAction"], "SCMP_ACT_ERRNO");
+  EXPECT_EQ(s["process"]["apparmorProfile"], "berth-test");
+  EXPECT_EQ(s["process"]["noNewPrivileges"], true);
+  for (const json& m : s["mounts"]) {
+    if (m["destination"] == "/sys/fs/cgroup") {
+      EXPECT_EQ(m["options"].back(), "rw");
+    }
+  }
+}
+
+TEST(BuildOciSpecTest, MaskedAndReadonlyPathsFromTheHostConfig) {
+  SpecInput in = sample_input();
+  in.host_config["MaskedPaths"] = json::array();  // --security-opt systempaths=unconfined
+  in.host_config["ReadonlyPaths"] = {"/proc/sys"};
+  json s = build_oci_spec(in);
+  EXPECT_EQ(s["linux"]["maskedPaths"], json::array());
+  EXPECT_EQ(s["linux"]["readonlyPaths"], json({"/proc/sys"}));
+  in.host_config["MaskedPaths"] = nullptr;  // absent: dockerd's defaults
+  s = build_oci_spec(in);
+  EXPECT_GT(s["linux"]["maskedPaths"].size(), 5u);
 }
 
 TEST(BuildExecProcessTest, InheritsTheContainerAndOverrides) {

@@ -322,29 +322,71 @@ void Server::accept_loop() {
     const std::string peer = sockaddr_text(ss);
     int one = 1;  // small responses go out at once, as Go's do
     ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    std::uint64_t id;
     {
       std::lock_guard lock(mutex_);
-      if (sessions_ >= options_.max_connections) {
+      // Threads: the authenticated, the pending, and evicted ones winding down.
+      if (sessions_ >= options_.max_connections + 2 * options_.max_handshakes) {
         log_.warn("refused connection from " + peer + ": already " + std::to_string(sessions_) +
                   " connections");
         ::close(fd);
         continue;
       }
+      const std::string host = peer.substr(0, peer.rfind(':'));
+      make_room_for(host);
+      id = ++next_id_;
+      pending_.push_back({id, fd, host});
       ++sessions_;
     }
     try {
-      std::thread([this, fd, peer] { session(fd, peer); }).detach();
+      std::thread([this, fd, peer, id] { session(fd, peer, id); }).detach();
     } catch (const std::system_error& e) {
       log_.error(std::string("cannot start a connection thread: ") + e.what());
-      ::close(fd);
       std::lock_guard lock(mutex_);
+      leave_pending(id);
+      ::close(fd);
       --sessions_;
       idle_.notify_all();
     }
   }
 }
 
-void Server::session(int fd, std::string peer) {
+void Server::make_room_for(const std::string& host) {
+  auto evict = [&](std::list<Pending>::iterator it) {
+    ::shutdown(it->fd, SHUT_RDWR);  // its handshake fails at once; the thread closes the fd
+    pending_.erase(it);
+    ++evicted_;
+  };
+  std::size_t same = 0;
+  for (const Pending& p : pending_) same += p.host == host;
+  if (same >= options_.max_handshakes_per_peer) {
+    for (auto it = pending_.begin(); it != pending_.end(); ++it)
+      if (it->host == host) {
+        evict(it);
+        break;
+      }
+  }
+  while (!pending_.empty() && pending_.size() >= options_.max_handshakes) evict(pending_.begin());
+  const auto now = std::chrono::steady_clock::now();
+  if (evicted_ > 0 && now - evicted_logged_ >= std::chrono::seconds(10)) {
+    log_.warn("dropped " + std::to_string(evicted_) +
+              " connections that had not finished the TLS handshake, to make room for new ones "
+              "(the latest from " + host + ")");
+    evicted_ = 0;
+    evicted_logged_ = now;
+  }
+}
+
+bool Server::leave_pending(std::uint64_t id) {
+  for (auto it = pending_.begin(); it != pending_.end(); ++it)
+    if (it->id == id) {
+      pending_.erase(it);
+      return true;
+    }
+  return false;
+}
+
+void Server::session(int fd, std::string peer, std::uint64_t id) {
   struct Done {
     Server& s;
     ~Done() {
@@ -356,24 +398,42 @@ void Server::session(int fd, std::string peer) {
   try {
     SslContextPtr ctx = tls_.current();  // held for the connection's lifetime
     TlsConn conn(fd, ctx->native_handle());
+    // Declared after conn, so it leaves pending_ before conn closes the fd.
+    struct Forget {
+      Server& s;
+      TlsConn* c;
+      std::uint64_t id;
+      bool authenticated = false;
+      ~Forget() {
+        std::lock_guard lock(s.mutex_);
+        s.live_.erase(c);
+        s.leave_pending(id);
+        if (authenticated) --s.authenticated_;
+      }
+    } forget{*this, &conn, id};
     {
       std::lock_guard lock(mutex_);
       if (stopping_) return;
       live_.insert(&conn);
     }
-    struct Forget {
-      Server& s;
-      TlsConn* c;
-      ~Forget() {
-        std::lock_guard lock(s.mutex_);
-        s.live_.erase(c);
-      }
-    } forget{*this, &conn};
 
     conn.set_timeout(options_.handshake_timeout);
-    if (std::string err = conn.handshake(); !err.empty()) {
-      if (!stopping_) log_.warn("TLS handshake with " + peer + " failed: " + err);
-      return;
+    std::string err = conn.handshake();
+    {
+      std::lock_guard lock(mutex_);
+      const bool evicted = !leave_pending(id);
+      if (err.empty() && evicted) err = "dropped to make room for newer connections";
+      if (!err.empty()) {
+        if (!stopping_ && !evicted) log_.warn("TLS handshake with " + peer + " failed: " + err);
+        return;
+      }
+      if (authenticated_ >= options_.max_connections) {
+        log_.warn("refused connection from " + peer + ": already " +
+                  std::to_string(authenticated_) + " connections");
+        return;
+      }
+      ++authenticated_;
+      forget.authenticated = true;
     }
     const std::string cn = peer_common_name(conn.ssl());
 

@@ -10,6 +10,8 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
+#include <poll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -332,6 +334,109 @@ TEST_F(AgentServer, StopClosesOpenConnections) {
   tcp::socket probe(client_io);
   probe.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), server->port()), ec);
   EXPECT_TRUE(ec) << "still accepting after stop()";
+}
+
+// Raw TCP sockets that connect and never start TLS (an unauthenticated peer).
+std::vector<tcp::socket> idle_sockets(asio::io_context& io, std::uint16_t port, int n) {
+  rlimit rl{};
+  ::getrlimit(RLIMIT_NOFILE, &rl);
+  rl.rlim_cur = rl.rlim_max;
+  ::setrlimit(RLIMIT_NOFILE, &rl);
+  std::vector<tcp::socket> out;
+  for (int i = 0; i < n; ++i) {
+    out.emplace_back(io);
+    out.back().connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port));
+  }
+  return out;
+}
+
+// 600 idle sockets used to take every one of the 512 connection slots.
+TEST_F(AgentServer, IdleSocketsDoNotLockOutAClientWithACertificate) {
+  auto idle = idle_sockets(client_io, server->port(), 600);
+  std::this_thread::sleep_for(200ms);  // let the server accept them all
+  auto started = std::chrono::steady_clock::now();
+  for (int i = 0; i < 3; ++i) {
+    auto s = connect();
+    http::request<http::empty_body> req{http::verb::get, "/hello", 11};
+    http::write(*s, req);
+    auto res = read_response(*s);
+    EXPECT_EQ(res.result_int(), 200u);
+    EXPECT_EQ(res.body(), "hello client-cn");
+  }
+  EXPECT_LT(std::chrono::steady_clock::now() - started, 3s);
+  // At most max_handshakes of them are still held open by the server.
+  int open = 0;
+  for (tcp::socket& sock : idle) {
+    pollfd p{sock.native_handle(), POLLIN, 0};
+    if (::poll(&p, 1, 0) == 0) ++open;  // nothing readable: no EOF yet
+  }
+  EXPECT_LE(open, 64) << "idle sockets still held by the server";
+}
+
+TEST(AgentServerLimits, OnlyAuthenticatedConnectionsCountAgainstTheCap) {
+  TempDir tmp;
+  TestPki pki{tmp.path};
+  pki.make_ca("ca", "test CA");
+  pki.make_server_cert("ca", "server", "server");
+  pki.make_client_cert("ca", "client", "client-cn");
+  Logger log((tmp.path / "agent.log").string());
+  TlsContextHolder tls(make_server_tls_context(
+      {pki.cert("ca").string(), pki.cert("server").string(), pki.key("server").string()}));
+  api::Api api = make_api();
+  ServerOptions options;
+  options.listen = "127.0.0.1";
+  options.port = 0;
+  options.max_connections = 2;
+  options.max_handshakes = 4;
+  options.handshake_timeout = 400ms;
+  Server server(options, tls, api, log);
+  server.start();
+
+  asio::io_context io;
+  ssl::context ctx{ssl::context::tls_client};
+  ctx.load_verify_file(pki.cert("ca").string());
+  ctx.use_certificate_chain_file(pki.cert("client").string());
+  ctx.use_private_key_file(pki.key("client").string(), ssl::context::pem);
+  auto hello = [&](beast::ssl_stream<beast::tcp_stream>& s) {
+    http::request<http::empty_body> req{http::verb::get, "/hello", 11};
+    beast::error_code ec;
+    http::write(s, req, ec);
+    beast::flat_buffer buf;
+    http::response<http::string_body> res;
+    if (!ec) http::read(s, buf, res, ec);
+    return ec ? 0u : res.result_int();
+  };
+  auto connect = [&] {
+    auto s = std::make_unique<beast::ssl_stream<beast::tcp_stream>>(io, ctx);
+    beast::get_lowest_layer(*s).connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), server.port()));
+    beast::get_lowest_layer(*s).expires_after(5s);
+    beast::error_code ec;
+    s->handshake(ssl::stream_base::client, ec);
+    return s;
+  };
+
+  auto idle = idle_sockets(io, server.port(), 10);  // more than max_connections and max_handshakes
+  auto a = connect();
+  auto b = connect();
+  EXPECT_EQ(hello(*a), 200u);
+  EXPECT_EQ(hello(*b), 200u);
+  auto c = connect();  // a third authenticated one is over the cap
+  EXPECT_EQ(hello(*c), 0u);
+  a.reset();
+  std::this_thread::sleep_for(100ms);
+  auto d = connect();
+  EXPECT_EQ(hello(*d), 200u);
+
+  // An idle socket is dropped once the handshake deadline passes.
+  tcp::socket late(io);
+  late.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), server.port()));
+  auto t0 = std::chrono::steady_clock::now();
+  char byte;
+  boost::system::error_code ec;
+  late.read_some(asio::buffer(&byte, 1), ec);
+  EXPECT_TRUE(ec);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 2s);
+  server.stop();
 }
 
 }  // namespace

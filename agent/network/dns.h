@@ -1,65 +1,47 @@
 #pragma once
 // The embedded DNS server of user-defined networks: answers A queries for
 // the names on its network and forwards everything else to the host's
-// nameservers. One server (UDP and TCP, its own thread) per network, bound to
-// the network's gateway address.
+// nameservers. One server per network, bound to the network's gateway
+// address, serving UDP and TCP from one thread with non-blocking sockets: a
+// slow or silent client or upstream never holds up anybody else. Only the
+// network's own subnet is answered; other sources get no reply.
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
-#include <optional>
 #include <string>
-#include <string_view>
 #include <vector>
+
+#include "agent/network/dns_message.h"
 
 namespace berth::agent::network {
 
-namespace dns {
-inline constexpr std::uint16_t kTypeA = 1;
-inline constexpr std::uint16_t kTypeAAAA = 28;
-inline constexpr int kNoError = 0, kServFail = 2, kNxDomain = 3, kNotImp = 4;
-
-struct Query {
-  std::uint16_t id = 0;
-  std::uint16_t flags = 0;
-  std::string name;  // lowercase, without the trailing dot
-  std::uint16_t type = 0;
-  std::uint16_t klass = 0;
-  std::size_t question_end = 0;  // offset after the first question
+struct DnsServerConfig {
+  std::uint32_t ip = 0;  // where to listen (host byte order)
+  std::uint16_t port = 53;  // 0: any free port (tests)
+  // Who may ask: clients whose address is inside client_net/client_prefix.
+  std::uint32_t client_net = 0;
+  int client_prefix = 32;
+  dns::NameLookup lookup;
+  // Upstream nameserver addresses ("10.0.2.3"), read for every forwarded query.
+  std::function<std::vector<std::string>()> upstreams;
+  std::uint16_t upstream_port = 53;
+  std::chrono::milliseconds upstream_timeout{2000};  // per upstream, then the next
+  // A TCP client must send a whole query within this (else it is closed).
+  std::chrono::milliseconds tcp_idle_timeout{5000};
+  std::size_t max_tcp_clients = 32;  // past this the oldest is closed
+  std::size_t max_forwards = 256;  // queries waiting on upstreams; past this SERVFAIL
 };
-
-// nullopt for anything that is not a well-formed query with one question.
-std::optional<Query> parse_query(std::string_view msg);
-// A response to `msg` (its question copied) with A records for `ips`.
-std::string build_response(std::string_view msg, const Query& q, int rcode,
-                           const std::vector<std::uint32_t>& ips, std::uint32_t ttl = 600);
-// A standard recursive query (for tests and forwarding checks).
-std::string build_query(std::uint16_t id, const std::string& name, std::uint16_t type);
-
-struct Reply {
-  std::uint16_t id = 0;
-  int rcode = 0;
-  bool truncated = false;
-  std::vector<std::uint32_t> a;  // A records of the answer section
-};
-std::optional<Reply> parse_reply(std::string_view msg);
-}  // namespace dns
 
 class DnsServer {
  public:
-  // The addresses of `name` (lowercase, no trailing dot) when it is a name on
-  // this network; nullopt when it is not (then the query is forwarded).
-  using Lookup = std::function<std::optional<std::vector<std::uint32_t>>(const std::string& name)>;
-  // Upstream nameserver addresses ("10.0.2.3"), asked on port 53.
-  using Upstreams = std::function<std::vector<std::string>()>;
-
-  // Binds UDP and TCP on ip:port; throws std::runtime_error when it cannot.
-  DnsServer(std::uint32_t ip, std::uint16_t port, Lookup lookup, Upstreams upstreams);
+  // Binds UDP and TCP; throws std::runtime_error when it cannot.
+  explicit DnsServer(DnsServerConfig config);
   ~DnsServer();  // stops and joins the thread
   DnsServer(const DnsServer&) = delete;
   DnsServer& operator=(const DnsServer&) = delete;
 
-  // The answer for one query message (what the thread sends back).
-  std::string handle(std::string_view msg) const;
+  std::uint16_t port() const;  // the bound port (useful with port 0)
 
  private:
   struct Impl;

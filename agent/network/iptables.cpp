@@ -2,10 +2,20 @@
 
 #include <stdexcept>
 
+#include "agent/network/ipam.h"
+
 namespace berth::agent::network {
+
+namespace {
+bool is_loopback(const std::string& ip) {
+  auto parsed = parse_ipv4(ip);
+  return parsed && (*parsed >> 24) == 127;
+}
+}  // namespace
 
 std::vector<std::pair<std::string, std::string>> base_chains() {
   return {{"nat", kNatChain},
+          {"nat", kLoopbackChain},
           {"nat", kPostroutingChain},
           {"filter", kFilterChain},
           {"filter", kIsolation1},
@@ -16,8 +26,12 @@ std::vector<Rule> base_rules() {
   return {
       {"nat", "PREROUTING", {"-m", "addrtype", "--dst-type", "LOCAL", "-j", kNatChain}},
       {"nat", "OUTPUT", {"-m", "addrtype", "--dst-type", "LOCAL", "-j", kNatChain}},
+      {"nat", "OUTPUT", {"-d", "127.0.0.0/8", "-j", kLoopbackChain}},
       {"nat", "POSTROUTING", {"-j", kPostroutingChain}},
       {"filter", "FORWARD", {"-j", kIsolation1}, true},
+      // raw sees packets before NAT: replies to loopback-published ports
+      // still carry the bridge gateway as their destination here.
+      {"raw", "PREROUTING", {"-d", "127.0.0.0/8", "!", "-i", "lo", "-j", "DROP"}, true},
   };
 }
 
@@ -43,25 +57,49 @@ std::vector<Rule> bridge_rules(const BridgeSpec& b) {
   // Nothing from another bridge gets in.
   rules.push_back({"filter", kIsolation2, {"-o", br, "-j", "DROP"}});
   rules.push_back({"filter", "FORWARD", {"-i", br, "-o", br, "-j", "ACCEPT"}});
+  // Nor anything else, whatever the FORWARD policy says: unpublished ports
+  // are not reachable by routing through the machine.
+  rules.push_back({"filter", "FORWARD", {"-o", br, "-j", "DROP"}});
   return rules;
 }
 
-std::vector<Rule> port_rules(const PortSpec& p) {
+namespace {
+std::vector<std::string> dnat_args(const PortSpec& p) {
   std::vector<std::string> dnat;
   if (!p.host_ip.empty() && p.host_ip != "0.0.0.0") dnat = {"-d", p.host_ip + "/32"};
-  const std::string hport = std::to_string(p.host_port);
-  const std::string cport = std::to_string(p.container_port);
-  dnat.insert(dnat.end(), {"-p", p.proto, "-m", p.proto, "--dport", hport, "-j", "DNAT",
-                           "--to-destination", p.container_ip + ":" + cport});
-  return {
-      {"nat", kNatChain, dnat},
-      {"nat", kPostroutingChain,
-       {"-s", p.container_ip + "/32", "-d", p.container_ip + "/32", "-p", p.proto, "-m", p.proto,
-        "--dport", cport, "-j", "MASQUERADE"}},
-      {"filter", kFilterChain,
-       {"-d", p.container_ip + "/32", "!", "-i", p.bridge, "-o", p.bridge, "-p", p.proto, "-m",
-        p.proto, "--dport", cport, "-j", "ACCEPT"}},
-  };
+  dnat.insert(dnat.end(), {"-p", p.proto, "-m", p.proto, "--dport", std::to_string(p.host_port),
+                           "-j", "DNAT", "--to-destination",
+                           p.container_ip + ":" + std::to_string(p.container_port)});
+  return dnat;
+}
+
+Rule hairpin_rule(const PortSpec& p) {
+  return {"nat", kPostroutingChain,
+          {"-s", p.container_ip + "/32", "-d", p.container_ip + "/32", "-p", p.proto, "-m",
+           p.proto, "--dport", std::to_string(p.container_port), "-j", "MASQUERADE"}};
+}
+
+std::vector<std::string> forward_match(const PortSpec& p) {
+  return {"-d", p.container_ip + "/32", "!", "-i", p.bridge, "-o", p.bridge, "-p", p.proto,
+          "-m", p.proto, "--dport", std::to_string(p.container_port)};
+}
+}  // namespace
+
+std::vector<Rule> port_rules(const PortSpec& p) {
+  if (is_loopback(p.host_ip)) return {{"nat", kLoopbackChain, dnat_args(p)}, hairpin_rule(p)};
+  // Only connections this DNAT made: routing straight to the container's
+  // address from outside does not open its port.
+  std::vector<std::string> accept = forward_match(p);
+  accept.insert(accept.end(), {"-m", "conntrack", "--ctstate", "DNAT", "-j", "ACCEPT"});
+  return {{"nat", kNatChain, dnat_args(p)}, hairpin_rule(p), {"filter", kFilterChain, accept}};
+}
+
+std::vector<Rule> legacy_port_rules(const PortSpec& p) {
+  std::vector<std::string> accept = forward_match(p);
+  accept.insert(accept.end(), {"-j", "ACCEPT"});
+  std::vector<Rule> rules = {{"filter", kFilterChain, accept}};
+  if (is_loopback(p.host_ip)) rules.push_back({"nat", kNatChain, dnat_args(p)});
+  return rules;
 }
 
 Iptables::Iptables(std::string binary, Runner runner)
@@ -83,6 +121,14 @@ void Iptables::ensure_chain(const std::string& table, const std::string& chain) 
   ProcessResult r = run({binary_, "--wait", "-t", table, "-N", chain});
   if (!r.ok() && !run({binary_, "--wait", "-t", table, "-S", chain}).ok())
     throw std::runtime_error("iptables -t " + table + " -N " + chain + " failed: " + r.err);
+}
+
+void Iptables::set_policy(const std::string& table, const std::string& chain,
+                          const std::string& target) {
+  ProcessResult r = run({binary_, "--wait", "-t", table, "-P", chain, target});
+  if (!r.ok())
+    throw std::runtime_error("iptables -t " + table + " -P " + chain + " " + target +
+                             " failed: " + r.err);
 }
 
 bool Iptables::exists(const Rule& rule) { return run(argv("-C", rule)).ok(); }

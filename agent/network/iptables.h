@@ -6,9 +6,17 @@
 // Chains (like dockerd's DOCKER*):
 //   nat    BERTH              DNAT for published ports (from PREROUTING and
 //                             OUTPUT, --dst-type LOCAL)
+//   nat    BERTH-LOOPBACK     DNAT for ports published on 127.x (from OUTPUT
+//                             only: the machine's own processes)
 //   nat    BERTH-POSTROUTING  MASQUERADE (from POSTROUTING)
 //   filter BERTH              ACCEPT for published ports (from FORWARD)
 //   filter BERTH-ISOLATION-1/2  no traffic between different bridges
+// The filter FORWARD policy is DROP (as dockerd sets it), and each bridge
+// ends with its own DROP, so only replies, published ports, traffic inside a
+// bridge and container egress are forwarded. raw PREROUTING drops 127.0.0.0/8
+// arriving anywhere but lo: route_localnet is on for the bridges (for
+// loopback publishing), and must not let a container or a neighbour reach
+// the machine's loopback services (CVE-2020-8558, moby#41872).
 #include <functional>
 #include <string>
 #include <vector>
@@ -18,6 +26,7 @@
 namespace berth::agent::network {
 
 inline constexpr const char* kNatChain = "BERTH";
+inline constexpr const char* kLoopbackChain = "BERTH-LOOPBACK";
 inline constexpr const char* kPostroutingChain = "BERTH-POSTROUTING";
 inline constexpr const char* kFilterChain = "BERTH";
 inline constexpr const char* kIsolation1 = "BERTH-ISOLATION-1";
@@ -49,10 +58,16 @@ struct PortSpec {
 // The chains and the jumps into them from the built-in chains.
 std::vector<std::pair<std::string, std::string>> base_chains();  // {table, chain}
 std::vector<Rule> base_rules();
+// The filter FORWARD policy the agent sets.
+inline constexpr const char* kForwardPolicy = "DROP";
 // Forwarding, masquerade and isolation for one bridge network.
 std::vector<Rule> bridge_rules(const BridgeSpec& bridge);
-// DNAT, hairpin masquerade and the forward ACCEPT for one published port.
+// DNAT, hairpin masquerade and the forward ACCEPT for one published port
+// (no forward ACCEPT for a port published on 127.x: only the machine's own
+// processes reach it, and their traffic is not forwarded).
 std::vector<Rule> port_rules(const PortSpec& port);
+// The rules older agents installed for a published port; removed at start.
+std::vector<Rule> legacy_port_rules(const PortSpec& port);
 
 class Iptables {
  public:
@@ -64,6 +79,8 @@ class Iptables {
   std::vector<std::string> argv(const std::string& op, const Rule& rule) const;
 
   void ensure_chain(const std::string& table, const std::string& chain);
+  // -P: the policy of a built-in chain. Throws std::runtime_error.
+  void set_policy(const std::string& table, const std::string& chain, const std::string& target);
   bool exists(const Rule& rule);
   void ensure(const Rule& rule);  // throws std::runtime_error when iptables fails
   void remove(const Rule& rule);  // every copy; absent is fine

@@ -120,14 +120,34 @@ std::vector<std::string> link_names(Socket& s) {
   return names;
 }
 
-void ensure_bridge(Socket& s, const std::string& name) {
-  if (get_link(s, name)) return;
+std::optional<LinkInfo> link_info(Socket& s, const std::string& name) {
+  LinkPtr link = get_link(s, name);
+  if (!link) return std::nullopt;
+  LinkInfo info;
+  if (const char* kind = rtnl_link_get_type(link.get())) info.kind = kind;
+  if (const char* alias = rtnl_link_get_ifalias(link.get())) info.alias = alias;
+  return info;
+}
+
+void ensure_bridge(Socket& s, const std::string& name, const std::string& alias) {
+  if (auto info = link_info(s, name)) {
+    if (info->kind != "bridge")
+      throw std::runtime_error("existing interface " + name + " is not a bridge");
+    return;
+  }
   LinkPtr link(rtnl_link_alloc());
   rtnl_link_set_name(link.get(), name.c_str());
   int err = rtnl_link_set_type(link.get(), "bridge");
   if (err < 0) fail("bridge type", err);
   err = rtnl_link_add(s.get(), link.get(), NLM_F_CREATE | NLM_F_EXCL);
   if (err < 0 && err != -NLE_EXIST) fail("create bridge " + name, err);
+  if (alias.empty()) return;
+  // The kernel takes an alias on a change, not with the new link.
+  LinkPtr created = require_link(s, name);
+  LinkPtr change(rtnl_link_alloc());
+  rtnl_link_set_ifalias(change.get(), alias.c_str());
+  err = rtnl_link_change(s.get(), created.get(), change.get(), 0);
+  if (err < 0) fail("set alias of " + name, err);
 }
 
 void set_link_up(Socket& s, const std::string& name) {

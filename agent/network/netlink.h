@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -29,7 +30,17 @@ class Socket {
 
 int link_index(Socket& s, const std::string& name);  // 0 when absent
 std::vector<std::string> link_names(Socket& s);
-void ensure_bridge(Socket& s, const std::string& name);
+
+struct LinkInfo {
+  std::string kind;   // "bridge", "veth", ...; "" for lo and physical NICs
+  std::string alias;  // IFLA_IFALIAS
+};
+std::optional<LinkInfo> link_info(Socket& s, const std::string& name);  // nullopt: absent
+
+// A bridge named `name`; an existing bridge is kept as it is. A new one gets
+// `alias` (when not empty), so its creator can recognise it later. Throws
+// when `name` exists and is not a bridge.
+void ensure_bridge(Socket& s, const std::string& name, const std::string& alias = "");
 void set_link_up(Socket& s, const std::string& name);
 void delete_link(Socket& s, const std::string& name);  // absent is fine
 // ip/prefix on the link; already present is fine.

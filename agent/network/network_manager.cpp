@@ -51,6 +51,8 @@ json Endpoint::to_json() const {
 namespace {
 
 constexpr const char* kBridgeNameOption = "com.docker.network.bridge.name";
+// The alias of the bridges this manager creates (`ip link` shows it).
+constexpr const char* kBridgeAlias = "berth";
 
 struct Fd {
   int fd = -1;
@@ -303,22 +305,49 @@ struct NetworkManager::Impl {
   }
 
   // --- bridges ---
+  // A new network may name a bridge only when no interface has that name
+  // yet, or when it is a bridge this manager made (left by a crash): never
+  // an interface such as eth0 or lo, which `network rm` would delete.
+  void check_bridge_name(const std::string& name) const {
+    if (!settings.manage_host) return;
+    netlink::Socket s;
+    auto info = netlink::link_info(s, name);
+    if (!info) return;
+    if (info->kind != "bridge")
+      throw api::HttpError(400, "existing interface " + name + " is not a bridge");
+    if (info->alias != kBridgeAlias)
+      throw api::HttpError(409, "existing bridge " + name + " was not created by berth");
+  }
+
+  bool names_other_interface(const Net& n) const {
+    if (!settings.manage_host) return false;
+    netlink::Socket s;
+    auto info = netlink::link_info(s, n.bridge);
+    return info && info->kind != "bridge";
+  }
+
+  // Route_localnet lets the machine's own 127.0.0.1 reach ports published on
+  // it; the raw PREROUTING guard (base_rules) keeps 127/8 from arriving here.
   void setup_bridge(Net& n) {
     if (!settings.manage_host) return;
     {
       netlink::Socket s;
-      netlink::ensure_bridge(s, n.bridge);
+      netlink::ensure_bridge(s, n.bridge, kBridgeAlias);
       netlink::ensure_address(s, n.bridge, n.ipam.gateway(), n.ipam.subnet().prefix);
       netlink::set_link_up(s, n.bridge);
     }
     netlink::write_sysctl("net/ipv4/conf/" + n.bridge + "/route_localnet", "1");
     ipt.ensure_all(bridge_rules({n.bridge, n.ipam.subnet().str(), n.internal}));
     if (n.user_defined() && !n.dns) {
+      DnsServerConfig dns;
+      dns.ip = n.ipam.gateway();
+      dns.port = settings.dns_port;
+      dns.client_net = n.ipam.subnet().addr;
+      dns.client_prefix = n.ipam.subnet().prefix;
+      dns.lookup = [names = n.names](const std::string& q) { return names->lookup(q); };
+      dns.upstreams = [this] { return upstreams(); };
       try {
-        n.dns = std::make_unique<DnsServer>(
-            n.ipam.gateway(), settings.dns_port,
-            [names = n.names](const std::string& q) { return names->lookup(q); },
-            [this] { return upstreams(); });
+        n.dns = std::make_unique<DnsServer>(std::move(dns));
       } catch (const std::exception&) {
         // Containers on it still work, only without name resolution.
       }
@@ -330,7 +359,9 @@ struct NetworkManager::Impl {
     if (!settings.manage_host) return;
     ipt.remove_all(bridge_rules({n.bridge, n.ipam.subnet().str(), n.internal}));
     netlink::Socket s;
-    netlink::delete_link(s, n.bridge);
+    // Only a bridge: state from older agents may name an interface like eth0.
+    auto info = netlink::link_info(s, n.bridge);
+    if (info && info->kind == "bridge") netlink::delete_link(s, n.bridge);
   }
 
   void refresh_names(Net& n) {
@@ -514,9 +545,11 @@ void NetworkManager::init() {
   write_file_atomic(state_file, json{{"BootId", boot_id}}.dump());
 
   if (m.settings.manage_host) {
-    netlink::write_sysctl("net/ipv4/ip_forward", "1");
+    // The DROP policy before forwarding is on, as dockerd does.
     for (const auto& [table, chain] : base_chains()) m.ipt.ensure_chain(table, chain);
     m.ipt.ensure_all(base_rules());
+    m.ipt.set_policy("filter", "FORWARD", kForwardPolicy);
+    netlink::write_sysctl("net/ipv4/ip_forward", "1");
   }
 
   for (auto& [id, n] : m.nets) {
@@ -532,7 +565,9 @@ void NetworkManager::init() {
       }
     }
     m.refresh_names(*n);
-    if (n->is_bridge()) m.setup_bridge(*n);
+    // State from older agents may give a user network an interface that is
+    // not a bridge (eth0): it stays listed, and that interface alone.
+    if (n->is_bridge() && (n->predefined || !m.names_other_interface(*n))) m.setup_bridge(*n);
     if (changed) m.save(*n);
   }
 
@@ -548,13 +583,12 @@ void NetworkManager::init() {
         live = live || (it != n->endpoints.end() && n->is_bridge() &&
                         format_ipv4(it->second.ip) == p.container_ip);
       }
-      if (!live) {
-        try {
-          m.ipt.remove_all(port_rules(p.spec()));
-        } catch (const std::exception&) {
-        }
-        continue;
+      try {
+        m.ipt.remove_all(legacy_port_rules(p.spec()));
+        if (!live) m.ipt.remove_all(port_rules(p.spec()));
+      } catch (const std::exception&) {
       }
+      if (!live) continue;
       p.reservation = reserve_port(p.proto, p.host_ip, p.host_port);
       m.ipt.ensure_all(port_rules(p.spec()));
       m.ports.push_back(std::move(p));
@@ -931,6 +965,7 @@ std::string NetworkManager::create_network(const NetworkCreate& req) {
   for (auto& [id, other] : m.nets)
     if (other->bridge == n->bridge)
       throw api::HttpError(409, "bridge " + n->bridge + " is used by network " + other->name);
+  m.check_bridge_name(n->bridge);
   try {
     m.setup_bridge(*n);
   } catch (...) {

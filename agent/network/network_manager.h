@@ -156,8 +156,9 @@ class NetworkManager {
 
   // DNAT from host ports to container_ip (which must be one of the
   // container's endpoints); 127.0.0.1 works through route_localnet on the
-  // bridge and a masquerade, so no userland proxy runs. The host port is held
-  // bound (not listening) while published, so nothing else takes it.
+  // bridge and a masquerade, so no userland proxy runs (its DNAT is in nat
+  // OUTPUT only: the machine's own processes reach it, nobody else). The host
+  // port is held bound (not listening) while published, so nothing else takes it.
   // Returns the bindings with host ports filled in. Throws HttpError(500/400)
   // for "port is already allocated" or a malformed spec, like dockerd.
   std::vector<PortBinding> publish(const std::string& container_id, const std::string& container_ip,
@@ -176,6 +177,8 @@ class NetworkManager {
   std::vector<nlohmann::json> list() const;  // every network, Containers empty
   // Returns the new id. 409 "network with name X already exists", 400 for
   // bad input, 403 "Pool overlaps with other one on this address space".
+  // com.docker.network.bridge.name may not name an existing interface: 400
+  // "existing interface X is not a bridge", 409 for a bridge berth did not make.
   std::string create_network(const NetworkCreate& request);
   // 403 for predefined networks, 403 "error while removing network: network
   // NAME id ID has active endpoints" while containers use it, 404 when missing.

@@ -4,7 +4,10 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <chrono>
 #include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
 #include <thread>
 
 #include "agent/api/http.h"
@@ -12,6 +15,7 @@
 #include "agent/network/ipam.h"
 #include "agent/network/netlink.h"
 #include "agent/network/network_manager.h"
+#include "agent/network/util.h"
 #include "agent/process.h"
 #include "netns_harness.h"
 #include "test_util.h"
@@ -21,6 +25,8 @@ namespace {
 
 using agent::testing::listen_in;
 using agent::testing::Outcome;
+using agent::testing::OwnedFd;
+using agent::testing::socket_in;
 using agent::testing::tcp_exchange;
 using agent::testing::TempDir;
 using agent::testing::udp_exchange;
@@ -103,6 +109,103 @@ std::optional<dns::Reply> ask(const std::string& netns, const std::string& serve
   static std::uint16_t id = 100;
   std::string reply = udp_exchange(netns, server, 53, dns::build_query(++id, name, dns::kTypeA));
   return dns::parse_reply(reply);
+}
+
+std::optional<dns::Reply> ask_within(const std::string& netns, const std::string& server,
+                                     const std::string& name, int timeout_ms) {
+  static std::uint16_t id = 5000;
+  std::string reply =
+      udp_exchange(netns, server, 53, dns::build_query(++id, name, dns::kTypeA), timeout_ms);
+  return dns::parse_reply(reply);
+}
+
+// Runs a command (`ip ...`) inside the namespace at `netns`.
+void run_in(const fs::path& netns, std::vector<std::string> argv) {
+  argv.insert(argv.begin(), "--net=" + netns.string());
+  argv.insert(argv.begin(), "nsenter");
+  run_checked(argv);
+}
+
+OwnedFd udp_listen_in(const std::string& netns, const std::string& ip, int port) {
+  OwnedFd s = socket_in(netns, SOCK_DGRAM);
+  sockaddr_in a = agent::testing::addr_of(ip, port);
+  if (::bind(s.fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0)
+    throw std::runtime_error("bind udp " + ip + ":" + std::to_string(port));
+  return s;
+}
+
+// Sends a datagram from `netns` to ip:port; true when it shows up on `listener`.
+bool udp_reaches(const std::string& netns, const std::string& ip, int port, int listener,
+                 int timeout_ms = 500) {
+  OwnedFd s = socket_in(netns, SOCK_DGRAM);
+  sockaddr_in a = agent::testing::addr_of(ip, port);
+  std::string probe = "probe";
+  if (::sendto(s.fd, probe.data(), probe.size(), 0, reinterpret_cast<sockaddr*>(&a), sizeof a) < 0)
+    return false;
+  pollfd p{listener, POLLIN, 0};
+  if (::poll(&p, 1, timeout_ms) != 1) return false;
+  char buf[64];
+  return ::recv(listener, buf, sizeof buf, MSG_DONTWAIT) > 0;
+}
+
+OwnedFd tcp_connect_in(const std::string& netns, const std::string& ip, int port) {
+  OwnedFd s = socket_in(netns, SOCK_STREAM);
+  sockaddr_in a = agent::testing::addr_of(ip, port);
+  if (::connect(s.fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0)
+    throw std::runtime_error("connect " + ip + ":" + std::to_string(port));
+  return s;
+}
+
+// A neighbour on the machine's network: a namespace at 192.0.2.2 behind the
+// uplink bridge (the machine is 192.0.2.1), whose default route is the machine.
+fs::path make_neighbour(const fs::path& dir) {
+  netlink::Socket s;
+  netlink::ensure_bridge(s, "uplink0");
+  netlink::ensure_address(s, "uplink0", *parse_ipv4("192.0.2.1"), 24);
+  netlink::set_link_up(s, "uplink0");
+  fs::path peer = dir / "run" / "peer";
+  netlink::create_netns(peer);
+  OwnedFd ns(::open(peer.c_str(), O_RDONLY | O_CLOEXEC));
+  netlink::create_veth(s, "vpeer", "uplink0", "eth0", ns.fd, "02:00:00:00:00:02");
+  netlink::set_link_up(s, "vpeer");
+  netlink::run_in_netns(peer, [] {
+    netlink::Socket c;
+    netlink::ensure_address(c, "eth0", *parse_ipv4("192.0.2.2"), 24);
+    netlink::set_link_up(c, "eth0");
+    netlink::add_default_route(c, "eth0", *parse_ipv4("192.0.2.1"));
+  });
+  return peer;
+}
+
+// What a hostile host does to send 127.0.0.1 out of eth0 to `via`: no local
+// 127/8 routes, route_localnet on eth0, a route for 127.0.0.1 via the machine.
+void route_loopback_via(const fs::path& netns, const std::string& via, const std::string& src) {
+  run_in(netns, {"ip", "route", "del", "table", "local", "127.0.0.0/8", "dev", "lo"});
+  run_in(netns, {"ip", "route", "del", "table", "local", "127.0.0.1", "dev", "lo"});
+  netlink::run_in_netns(netns, [] {
+    if (!netlink::write_sysctl("net/ipv4/conf/eth0/route_localnet", "1"))
+      throw std::runtime_error("route_localnet on eth0");
+  });
+  run_in(netns, {"ip", "route", "add", "127.0.0.1/32", "via", via, "dev", "eth0", "src", src});
+}
+
+// Packets the raw PREROUTING guard for 127.0.0.0/8 has dropped (0 without it).
+long guard_drops() {
+  std::istringstream lines(
+      run_checked({"iptables", "-t", "raw", "-L", "PREROUTING", "-v", "-x", "-n"}));
+  std::string line;
+  while (std::getline(lines, line)) {
+    if (line.find("DROP") == std::string::npos || line.find("127.0.0.0/8") == std::string::npos)
+      continue;
+    return std::stol(line);
+  }
+  return 0;
+}
+
+long long millis_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() -
+                                                               start)
+      .count();
 }
 
 TEST(NetworkNetns, DefaultBridgeConnectivityAndPublishedPorts) {
@@ -301,6 +404,201 @@ TEST(NetworkNetns, UserNetworksAreIsolatedAndResolveNames) {
     netlink::Socket s;
     NET_CHECK(netlink::link_index(s, "br-" + front_id.substr(0, 12)) == 0);
     NET_CHECK(http_status_of([&] { nm.network_id("front"); }) == 404u);
+  });
+}
+
+TEST(NetworkNetns, OnlyPublishedPortsAreReachableThroughTheMachine) {
+  TempDir dir;
+  run_scenario([&] {
+    NetworkSettings settings = settings_in(dir.path);
+    NetworkManager nm(dir.path / "state", settings);
+    nm.init();
+    NET_CHECK(run_checked({"iptables", "-S", "FORWARD"}).find("-P FORWARD DROP") !=
+              std::string::npos);
+    fs::path sa = nm.create_sandbox(cid('a'));
+    Endpoint ea = nm.connect("bridge", cid('a'), "web", sa, {});
+    NET_CHECK(ea.ip == "172.17.0.2");
+    auto published = listen_in(sa.string(), "0.0.0.0", 80);
+    auto loopback_only = listen_in(sa.string(), "0.0.0.0", 81);
+    auto loopback_udp = udp_listen_in(sa.string(), "0.0.0.0", 81);
+    auto unpublished = listen_in(sa.string(), "0.0.0.0", 82);
+    nm.publish(cid('a'), ea.ip,
+               {{"80/tcp", "", "8080"}, {"81/tcp", "127.0.0.1", "8081"},
+                {"81/udp", "127.0.0.1", "8081"}});
+    fs::path peer = make_neighbour(dir.path);
+
+    // Published on 0.0.0.0: reachable through the machine's address.
+    NET_CHECK(tcp_exchange(peer.string(), "192.0.2.1", 8080, published.fd) == "hello 192.0.2.2");
+    // Routing straight to the container (the machine as the router) gets
+    // nowhere: not an unpublished port, nor a published one past its DNAT.
+    NET_CHECK(tcp_exchange(peer.string(), "172.17.0.2", 82, unpublished.fd, 800).empty());
+    NET_CHECK(tcp_exchange(peer.string(), "172.17.0.2", 80, published.fd, 800).empty());
+
+    // Published on 127.0.0.1: the machine's own loopback only.
+    NET_CHECK(tcp_exchange("", "127.0.0.1", 8081, loopback_only.fd).starts_with("hello "));
+    NET_CHECK(udp_reaches("", "127.0.0.1", 8081, loopback_udp.fd));
+    NET_CHECK(tcp_exchange(peer.string(), "192.0.2.1", 8081, loopback_only.fd, 800).empty());
+    route_loopback_via(peer, "192.0.2.1", "192.0.2.2");
+    long before = guard_drops();
+    NET_CHECK(!udp_reaches(peer.string(), "127.0.0.1", 8081, loopback_udp.fd));
+    NET_CHECK(tcp_exchange(peer.string(), "127.0.0.1", 8081, loopback_only.fd, 800).empty());
+    NET_CHECK(guard_drops() > before);  // the packets did arrive, and were dropped
+
+    // Egress and its replies still pass (masqueraded to the machine's address).
+    auto on_peer = listen_in(peer.string(), "0.0.0.0", 9000);
+    NET_CHECK(tcp_exchange(sa.string(), "192.0.2.2", 9000, on_peer.fd) == "hello 192.0.2.1");
+    // Unpublished, the 127.0.0.1 port is gone from the machine's loopback too.
+    nm.unpublish(cid('a'));
+    NET_CHECK(tcp_exchange("", "127.0.0.1", 8081, loopback_only.fd, 500).empty());
+  });
+}
+
+TEST(NetworkNetns, ContainersCannotReachTheMachinesLoopback) {
+  TempDir dir;
+  run_scenario([&] {
+    NetworkSettings settings = settings_in(dir.path);
+    NetworkManager nm(dir.path / "state", settings);
+    nm.init();
+    nm.create_network(named("front"));
+    fs::path sa = nm.create_sandbox(cid('a'));
+    fs::path sb = nm.create_sandbox(cid('b'));
+    fs::path sc = nm.create_sandbox(cid('c'));
+    Endpoint ea = nm.connect("bridge", cid('a'), "a", sa, {});
+    Endpoint eb = nm.connect("front", cid('b'), "b", sb, {});
+    Endpoint ec = nm.connect("bridge", cid('c'), "c", sc, {});
+    // A loopback-only service on the machine, and a port of c published on 127.0.0.1.
+    auto service = udp_listen_in("", "127.0.0.1", 9999);
+    auto on_c = udp_listen_in(sc.string(), "0.0.0.0", 53);
+    nm.publish(cid('c'), ec.ip, {{"53/udp", "127.0.0.1", "5353"}});
+    NET_CHECK(udp_reaches("", "127.0.0.1", 9999, service.fd));
+    NET_CHECK(udp_reaches("", "127.0.0.1", 5353, on_c.fd));
+
+    long before = guard_drops();
+    route_loopback_via(sa, ea.gateway, ea.ip);
+    route_loopback_via(sb, eb.gateway, eb.ip);
+    NET_CHECK(!udp_reaches(sa.string(), "127.0.0.1", 9999, service.fd));
+    NET_CHECK(!udp_reaches(sb.string(), "127.0.0.1", 9999, service.fd));
+    NET_CHECK(!udp_reaches(sa.string(), "127.0.0.1", 5353, on_c.fd));
+    NET_CHECK(guard_drops() >= before + 3);
+    // The machine's own loopback is unaffected.
+    NET_CHECK(udp_reaches("", "127.0.0.1", 9999, service.fd));
+    NET_CHECK(udp_reaches("", "127.0.0.1", 5353, on_c.fd));
+  });
+}
+
+TEST(NetworkNetns, BridgeNameOptionCannotTakeOverInterfaces) {
+  TempDir dir;
+  run_scenario([&] {
+    NetworkSettings settings = settings_in(dir.path);
+    run_checked({"ip", "link", "add", "eth0", "type", "veth", "peer", "name", "eth0peer"});
+    run_checked({"ip", "link", "add", "userbr", "type", "bridge"});
+    auto with_bridge = [](std::string name, std::string bridge) {
+      NetworkCreate c = named(std::move(name));
+      c.options["com.docker.network.bridge.name"] = std::move(bridge);
+      return c;
+    };
+    auto has_ipv4 = [](const std::string& link) {
+      return run_checked({"ip", "-4", "addr", "show", "dev", link}).find("inet") !=
+             std::string::npos;
+    };
+    std::string own_id;
+    {
+      NetworkManager nm(dir.path / "state", settings);
+      nm.init();
+      std::string message;
+      NET_CHECK(http_status_of([&] { nm.create_network(with_bridge("on-eth0", "eth0")); },
+                               &message) == 400u);
+      NET_CHECK(message == "existing interface eth0 is not a bridge");
+      NET_CHECK(http_status_of([&] { nm.create_network(with_bridge("on-lo", "lo")); }, &message) ==
+                400u);
+      NET_CHECK(message == "existing interface lo is not a bridge");
+      NET_CHECK(http_status_of([&] { nm.create_network(with_bridge("on-userbr", "userbr")); },
+                               &message) == 409u);
+      NET_CHECK(message == "existing bridge userbr was not created by berth");
+      NET_CHECK(http_status_of([&] { nm.network_id("on-eth0"); }) == 404u);
+      NET_CHECK(!has_ipv4("eth0") && !has_ipv4("userbr"));
+
+      // A bridge this manager made (left behind by a crash) may be named again.
+      netlink::Socket s;
+      netlink::ensure_bridge(s, "brleft", "berth");
+      nm.remove_network(nm.create_network(with_bridge("left", "brleft")));
+      NET_CHECK(netlink::link_index(s, "brleft") == 0);
+      own_id = nm.create_network(with_bridge("own", "brown"));
+      NET_CHECK(netlink::link_info(s, "brown")->alias == "berth");
+    }
+    // State from an older agent whose network took eth0 over: restored
+    // without touching eth0, and `network rm` leaves it in place.
+    fs::path file = dir.path / "state" / "networks" / (own_id + ".json");
+    auto state = nlohmann::json::parse(read_file(file));
+    state["Bridge"] = "eth0";
+    write_file_atomic(file, state.dump());
+    NetworkManager nm(dir.path / "state", settings);
+    nm.init();
+    NET_CHECK(!has_ipv4("eth0"));
+    nm.remove_network("own");
+    netlink::Socket s;
+    NET_CHECK(netlink::link_index(s, "eth0") > 0);
+    NET_CHECK(netlink::link_index(s, "userbr") > 0);
+  });
+}
+
+TEST(NetworkNetns, DnsAnswersOnlyItsContainersAndNeverStalls) {
+  TempDir dir;
+  run_scenario([&] {
+    NetworkSettings settings = settings_in(dir.path);
+    std::ofstream(settings.host_resolv_conf) << "nameserver 127.0.0.1\n";
+    // The machine's nameserver takes queries and never answers.
+    auto silent = udp_listen_in("", "127.0.0.1", 53);
+    NetworkManager nm(dir.path / "state", settings);
+    nm.init();
+    nm.create_network(named("front"));
+    nm.create_network(named("back"));
+    fs::path sa = nm.create_sandbox(cid('a'));
+    fs::path sb = nm.create_sandbox(cid('b'));
+    fs::path sc = nm.create_sandbox(cid('c'));
+    nm.connect("front", cid('a'), "alpha", sa, {});
+    nm.connect("front", cid('b'), "bravo", sb, {});
+    nm.connect("back", cid('c'), "charlie", sc, {});
+    // Answered, and within 100 ms.
+    auto quick = [&](const fs::path& from, const std::string& server, const std::string& name) {
+      auto start = std::chrono::steady_clock::now();
+      auto r = ask_within(from.string(), server, name, 1000);
+      return r && r->a.size() == 1 && millis_since(start) < 100;
+    };
+    NET_CHECK(quick(sb, "172.18.0.1", "alpha"));
+    // Another network's container is no client of this server; its own works.
+    NET_CHECK(!ask_within(sc.string(), "172.18.0.1", "alpha", 500));
+    NET_CHECK(!ask_within(sc.string(), "172.18.0.1", "example.org", 500));
+    NET_CHECK(quick(sc, "172.19.0.1", "charlie"));
+
+    // A query for the silent upstream waits; local names do not.
+    OwnedFd pending = socket_in(sa.string(), SOCK_DGRAM);
+    std::string fwd = dns::build_query(4242, "example.org", dns::kTypeA);
+    sockaddr_in gw = agent::testing::addr_of("172.18.0.1", 53);
+    ::sendto(pending.fd, fwd.data(), fwd.size(), 0, reinterpret_cast<sockaddr*>(&gw), sizeof gw);
+    NET_CHECK(quick(sb, "172.18.0.1", "alpha"));
+
+    // TCP clients that send nothing, or one byte every 500 ms, hold nobody up.
+    OwnedFd idle = tcp_connect_in(sa.string(), "172.18.0.1", 53);
+    OwnedFd trickler = tcp_connect_in(sa.string(), "172.18.0.1", 53);
+    std::string framed = dns::frame(dns::build_query(7, "bravo", dns::kTypeA));
+    for (int i = 0; i < 4; ++i) {
+      NET_CHECK(::send(trickler.fd, framed.data() + i, 1, MSG_NOSIGNAL) == 1);
+      NET_CHECK(quick(sb, "172.18.0.1", "alpha"));
+      std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    }
+    std::vector<OwnedFd> many;
+    for (int i = 0; i < 60; ++i) many.push_back(tcp_connect_in(sb.string(), "172.18.0.1", 53));
+    NET_CHECK(quick(sb, "172.18.0.1", "alpha"));
+    NET_CHECK(quick(sa, "172.18.0.1", "bravo"));
+
+    // The waiting query ends in SERVFAIL when the upstream's time is up.
+    pollfd p{pending.fd, POLLIN, 0};
+    NET_CHECK(::poll(&p, 1, 3000) == 1);
+    char buf[512];
+    ssize_t n = ::recv(pending.fd, buf, sizeof buf, 0);
+    auto late = dns::parse_reply(std::string_view(buf, n > 0 ? static_cast<std::size_t>(n) : 0));
+    NET_CHECK(late && late->id == 4242 && late->rcode == dns::kServFail);
   });
 }
 

@@ -1,6 +1,8 @@
 // Pure parts of the network module: IPAM, MACs, DNS messages, iptables argv.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include "agent/api/http.h"
 #include "agent/network/dns.h"
 #include "agent/network/iptables.h"
@@ -125,26 +127,64 @@ TEST(Dns, ResolvConfNameservers) {
             (std::vector<std::string>{"10.0.2.3", "1.1.1.1"}));
 }
 
-TEST(Dns, ServerAnswersKnownNamesWithoutNetworking) {
-  DnsServer server(
-      ip("127.0.0.1"), 0,
-      [](const std::string& name) -> std::optional<std::vector<std::uint32_t>> {
-        if (name == "web") return std::vector<std::uint32_t>{ip("172.18.0.2")};
-        return std::nullopt;
-      },
-      [] { return std::vector<std::string>{}; });
-  auto a = dns::parse_reply(server.handle(dns::build_query(7, "WEB", dns::kTypeA)));
-  ASSERT_TRUE(a);
-  ASSERT_EQ(a->a.size(), 1u);
-  EXPECT_EQ(format_ipv4(a->a[0]), "172.18.0.2");
-  auto aaaa = dns::parse_reply(server.handle(dns::build_query(8, "web", dns::kTypeAAAA)));
-  ASSERT_TRUE(aaaa);
-  EXPECT_EQ(aaaa->rcode, dns::kNoError);
-  EXPECT_TRUE(aaaa->a.empty());
-  // Unknown with no upstream: SERVFAIL, not silence.
-  auto other = dns::parse_reply(server.handle(dns::build_query(9, "example.org", dns::kTypeA)));
-  ASSERT_TRUE(other);
-  EXPECT_EQ(other->rcode, dns::kServFail);
+dns::NameLookup web_only() {
+  return [](const std::string& name) -> std::optional<std::vector<std::uint32_t>> {
+    if (name == "web") return std::vector<std::uint32_t>{ip("172.18.0.2")};
+    return std::nullopt;
+  };
+}
+
+TEST(Dns, AnswerIsDecidedWithoutNetworking) {
+  auto a = dns::answer(dns::build_query(7, "WEB", dns::kTypeA), web_only());
+  ASSERT_EQ(a.action, dns::Verdict::Action::Reply);
+  auto reply = dns::parse_reply(a.reply);
+  ASSERT_TRUE(reply);
+  ASSERT_EQ(reply->a.size(), 1u);
+  EXPECT_EQ(format_ipv4(reply->a[0]), "172.18.0.2");
+  // Known here without IPv6: an empty answer for AAAA, not a forward.
+  auto aaaa = dns::answer(dns::build_query(8, "web", dns::kTypeAAAA), web_only());
+  ASSERT_EQ(aaaa.action, dns::Verdict::Action::Reply);
+  EXPECT_EQ(dns::parse_reply(aaaa.reply)->rcode, dns::kNoError);
+  EXPECT_TRUE(dns::parse_reply(aaaa.reply)->a.empty());
+  // Unknown: forwarded, with SERVFAIL ready for when no upstream answers.
+  std::string other = dns::build_query(9, "example.org", dns::kTypeA);
+  auto fwd = dns::answer(other, web_only());
+  ASSERT_EQ(fwd.action, dns::Verdict::Action::Forward);
+  EXPECT_EQ(dns::parse_reply(fwd.reply)->rcode, dns::kServFail);
+  EXPECT_TRUE(dns::answers(other, fwd.reply));
+  // Garbage and responses get nothing.
+  EXPECT_EQ(dns::answer("junk", web_only()).action, dns::Verdict::Action::Ignore);
+  EXPECT_EQ(dns::answer(a.reply, web_only()).action, dns::Verdict::Action::Ignore);
+}
+
+TEST(Dns, UpstreamReplyMustMatchIdAndQuestion) {
+  std::string q = dns::build_query(0x4242, "example.org", dns::kTypeA);
+  auto parsed = *dns::parse_query(q);
+  EXPECT_TRUE(dns::answers(q, dns::build_response(q, parsed, dns::kNoError, {ip("1.2.3.4")})));
+  std::string other_id = dns::build_query(0x4243, "example.org", dns::kTypeA);
+  EXPECT_FALSE(dns::answers(
+      q, dns::build_response(other_id, *dns::parse_query(other_id), dns::kNoError, {})));
+  std::string other_name = dns::build_query(0x4242, "example.net", dns::kTypeA);
+  EXPECT_FALSE(dns::answers(
+      q, dns::build_response(other_name, *dns::parse_query(other_name), dns::kNoError, {})));
+  EXPECT_FALSE(dns::answers(q, q));  // a query is no reply
+  EXPECT_FALSE(dns::answers(q, q.substr(0, 11)));
+}
+
+TEST(Dns, TcpFramingSplitsAndJoinsMessages) {
+  std::string a = dns::build_query(1, "a", dns::kTypeA), b = dns::build_query(2, "bb", dns::kTypeA);
+  std::string stream = dns::frame(a) + dns::frame(b);
+  EXPECT_EQ(static_cast<unsigned char>(stream[1]), a.size());
+  std::string partial = stream.substr(0, 1);
+  EXPECT_FALSE(dns::unframe(partial));
+  partial = stream.substr(0, a.size() + 1);  // one byte short
+  EXPECT_FALSE(dns::unframe(partial));
+  EXPECT_EQ(partial.size(), a.size() + 1);  // untouched while incomplete
+  EXPECT_EQ(dns::unframe(stream), a);
+  EXPECT_EQ(dns::unframe(stream), b);
+  EXPECT_TRUE(stream.empty());
+  std::string empty_msg("\0\0", 2);
+  EXPECT_EQ(dns::unframe(empty_msg), "");
 }
 
 TEST(Iptables, ArgvAndRules) {
@@ -154,13 +194,27 @@ TEST(Iptables, ArgvAndRules) {
                                                           "BERTH", "-p", "tcp", "-j", "DNAT"}));
   auto ports = port_rules({"tcp", "0.0.0.0", 8080, "172.17.0.2", 80, "berth0"});
   ASSERT_EQ(ports.size(), 3u);
+  EXPECT_EQ(ports[0].chain, kNatChain);
   EXPECT_EQ(ports[0].args,
             (std::vector<std::string>{"-p", "tcp", "-m", "tcp", "--dport", "8080", "-j", "DNAT",
                                       "--to-destination", "172.17.0.2:80"}));
+  // Forwarded only when this DNAT made the connection.
+  EXPECT_EQ(ports[2].table, "filter");
+  EXPECT_EQ(ports[2].args,
+            (std::vector<std::string>{"-d", "172.17.0.2/32", "!", "-i", "berth0", "-o", "berth0",
+                                      "-p", "tcp", "-m", "tcp", "--dport", "80", "-m",
+                                      "conntrack", "--ctstate", "DNAT", "-j", "ACCEPT"}));
+  // Published on loopback: DNAT from nat OUTPUT only, and nothing forwarded.
   auto bound = port_rules({"udp", "127.0.0.1", 53, "172.17.0.2", 5353, "berth0"});
+  ASSERT_EQ(bound.size(), 2u);
+  EXPECT_EQ(bound[0].chain, kLoopbackChain);
   EXPECT_EQ(bound[0].args[0], "-d");
   EXPECT_EQ(bound[0].args[1], "127.0.0.1/32");
-  EXPECT_EQ(bound[2].table, "filter");
+  for (const Rule& b : bound) EXPECT_NE(b.table, "filter");
+  auto legacy = legacy_port_rules({"udp", "127.0.0.1", 53, "172.17.0.2", 5353, "berth0"});
+  ASSERT_EQ(legacy.size(), 2u);
+  EXPECT_EQ(legacy[1].chain, kNatChain);
+  EXPECT_EQ(legacy[1].args, bound[0].args);
   auto bridge = bridge_rules({"br-abc", "172.18.0.0/16", false});
   bool masquerade = false, isolation = false;
   for (const Rule& b : bridge) {
@@ -172,8 +226,25 @@ TEST(Iptables, ArgvAndRules) {
   }
   EXPECT_TRUE(masquerade);
   EXPECT_TRUE(isolation);
+  // The bridge's last FORWARD rule drops what nothing above accepted.
+  EXPECT_EQ(bridge.back(), (Rule{"filter", "FORWARD", {"-o", "br-abc", "-j", "DROP"}}));
   for (const Rule& b : bridge_rules({"br-int", "10.0.0.0/24", true}))
     EXPECT_NE(b.args.back(), "MASQUERADE");  // internal networks never leave
+  // Nothing for 127/8 comes in from anywhere but lo.
+  auto base = base_rules();
+  Rule guard{"raw", "PREROUTING", {"-d", "127.0.0.0/8", "!", "-i", "lo", "-j", "DROP"}, true};
+  EXPECT_NE(std::find(base.begin(), base.end(), guard), base.end());
+}
+
+TEST(Iptables, SetsPolicy) {
+  std::vector<std::string> seen;
+  Iptables ipt("iptables", [&](const std::vector<std::string>& argv) {
+    seen = argv;
+    return ProcessResult{0, "", ""};
+  });
+  ipt.set_policy("filter", "FORWARD", kForwardPolicy);
+  EXPECT_EQ(seen, (std::vector<std::string>{"iptables", "--wait", "-t", "filter", "-P", "FORWARD",
+                                            "DROP"}));
 }
 
 TEST(Iptables, EnsureChecksBeforeAppendingAndRemoveDeletesEveryCopy) {

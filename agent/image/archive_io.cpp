@@ -2,6 +2,8 @@
 
 #include <archive.h>
 #include <archive_entry.h>
+#include <fcntl.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <cstring>
@@ -12,6 +14,7 @@
 #include <set>
 #include <stdexcept>
 
+#include "agent/image/beneath.h"
 #include "agent/image/digest.h"
 #include "agent/image/fs_util.h"
 #include "agent/image/time_util.h"
@@ -22,16 +25,53 @@ using nlohmann::json;
 
 namespace {
 
-constexpr std::size_t kInMemoryLimit = 1 << 20;
+// The JSON documents a load reads into memory (manifest.json, index.json, OCI
+// manifests, image configs) are refused above this; everything else stays on disk.
+constexpr std::uint64_t kMaxJsonBytes = 8 << 20;
 
-// A regular file read from the tarball: small ones in memory, others spooled
-// to a temp file (already hashed, committed to the blob store when used).
+// A regular file of the tarball, spooled to disk and hashed on the way.
 struct Member {
-  std::string bytes;                // when small
-  std::shared_ptr<TempFile> spool;  // when large
+  fs::path file;
   std::string digest;
   std::uint64_t size = 0;
 };
+
+// A directory under the store's tmp holding the members of one load, removed
+// with everything in it however the load ends (as dockerd does).
+class Spool {
+ public:
+  explicit Spool(const fs::path& tmp) : dir_(tmp / ("load-" + random_suffix())) { fs::create_directory(dir_); }
+  ~Spool() {
+    std::error_code ec;
+    fs::remove_all(dir_, ec);
+  }
+  Spool(const Spool&) = delete;
+  Spool& operator=(const Spool&) = delete;
+
+  // A fresh file in the spool, for writing.
+  std::pair<fs::path, Fd> create() {
+    fs::path path = dir_ / std::to_string(count_++);
+    Fd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
+    if (!fd) throw std::runtime_error("cannot create " + path.string() + ": " + std::strerror(errno));
+    return {path, std::move(fd)};
+  }
+
+ private:
+  fs::path dir_;
+  std::uint64_t count_ = 0;
+};
+
+void write_all(int fd, const char* p, std::size_t n, const fs::path& path) {
+  while (n > 0) {
+    ssize_t w = ::write(fd, p, n);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      throw std::runtime_error("cannot write " + path.string() + ": " + std::strerror(errno));
+    }
+    p += w;
+    n -= static_cast<std::size_t>(w);
+  }
+}
 
 std::string normalize_member(std::string name) {
   while (name.rfind("./", 0) == 0) name.erase(0, 2);
@@ -41,13 +81,15 @@ std::string normalize_member(std::string name) {
 
 // "a/b/../c" -> "a/c" for symlink targets inside the archive.
 std::string join_relative(const std::string& from_dir, const std::string& target) {
-  fs::path p = target.front() == '/' ? fs::path(target.substr(1)) : fs::path(from_dir) / target;
+  fs::path p = !target.empty() && target.front() == '/' ? fs::path(target.substr(1)) : fs::path(from_dir) / target;
   return p.lexically_normal().string();
 }
 
 class LoadedArchive {
  public:
-  LoadedArchive(ImageStore& store, const ReadFn& input) : store_(store) { read(input); }
+  LoadedArchive(ImageStore& store, const ReadFn& input) : store_(store), spool_(store.root() / "tmp") {
+    read(input);
+  }
 
   const Member& member(std::string name) const {
     name = normalize_member(name);
@@ -62,19 +104,28 @@ class LoadedArchive {
   bool has(const std::string& name) const {
     return files_.count(name) || links_.count(name);
   }
+  // A JSON document of the archive, read into memory when small enough.
   std::string text(const std::string& name) const {
     const Member& m = member(name);
-    if (m.spool) throw std::runtime_error("invalid archive: " + name + " is too large");
-    return m.bytes;
+    if (m.size > kMaxJsonBytes)
+      throw std::runtime_error("invalid archive: " + name + " is " + std::to_string(m.size) +
+                               " bytes, over the limit of " + std::to_string(kMaxJsonBytes >> 20) +
+                               " MiB for a JSON document");
+    auto bytes = read_file(m.file);
+    if (!bytes) throw std::runtime_error("invalid archive: cannot read " + name);
+    return *bytes;
   }
   // The member as a blob in the store; returns its digest.
   std::string blob(const std::string& name) {
     const Member& m = member(name);
     if (!store_.has_blob(m.digest)) {
-      if (m.spool)
-        m.spool->commit(store_.blob_path(m.digest));
-      else
-        store_.put_blob_bytes(m.bytes);
+      // A second name for the spooled file: the spool can still be read, and
+      // the blob appears whole. The same blob stored meanwhile is as good.
+      Fd fd(::open(m.file.c_str(), O_RDONLY | O_CLOEXEC));
+      if (!fd || ::fsync(fd.get()) != 0)
+        throw std::runtime_error("cannot sync " + m.file.string() + ": " + std::strerror(errno));
+      if (::link(m.file.c_str(), store_.blob_path(m.digest).c_str()) != 0 && errno != EEXIST)
+        throw std::runtime_error("cannot store blob " + m.digest + ": " + std::strerror(errno));
     }
     return m.digest;
   }
@@ -127,18 +178,14 @@ class LoadedArchive {
       if (type != AE_IFREG) continue;
       Member m;
       Sha256 hash;
-      la_int64_t declared = archive_entry_size(e);
-      if (declared > static_cast<la_int64_t>(kInMemoryLimit))
-        m.spool = std::make_shared<TempFile>(store_.root() / "tmp");
+      auto [path, fd] = spool_.create();
+      m.file = path;
       while (true) {
         la_ssize_t n = archive_read_data(a.get(), buf.data(), buf.size());
         if (n < 0) fail("");
         if (n == 0) break;
         hash.update(buf.data(), static_cast<std::size_t>(n));
-        if (m.spool)
-          m.spool->write(buf.data(), static_cast<std::size_t>(n));
-        else
-          m.bytes.append(buf.data(), static_cast<std::size_t>(n));
+        write_all(fd.get(), buf.data(), static_cast<std::size_t>(n), path);
         m.size += static_cast<std::uint64_t>(n);
       }
       m.digest = hash.digest();
@@ -147,6 +194,7 @@ class LoadedArchive {
   }
 
   ImageStore& store_;
+  Spool spool_;  // before files_, which name its files
   std::map<std::string, Member> files_;
   std::map<std::string, std::string> links_;
 };

@@ -22,8 +22,11 @@ struct UnpackedLayer {
   std::uint64_t size = 0;       // bytes of file content (docker's layer Size)
 };
 
-// `dest` must exist and be empty. Throws std::runtime_error on malformed input
-// or when an entry would escape `dest`.
+// `dest` must exist and be empty. Every entry is written beneath it without
+// following a symlink (see beneath.h). Throws std::runtime_error on malformed
+// input, and BreakoutError (beneath.h), naming the member, for an entry that
+// names "..", crosses a symlink of the layer, or is a symlink pointing above
+// `dest` (dockerd's "breakout" refusals).
 UnpackedLayer unpack_layer(const ReadFn& input, const std::filesystem::path& dest,
                            const ProgressFn& progress = {});
 

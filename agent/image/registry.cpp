@@ -25,6 +25,9 @@ constexpr std::string_view kMediaOciManifest = "application/vnd.oci.image.manife
 constexpr std::string_view kMediaOciIndex = "application/vnd.oci.image.index.v1+json";
 constexpr std::string_view kMediaDockerConfig = "application/vnd.docker.container.image.v1+json";
 constexpr std::string_view kHubRegistry = "https://registry-1.docker.io";
+// Image configs are a few KiB; one past this is refused during pull without
+// reading the rest, so a hostile registry cannot fill the agent's memory.
+constexpr std::size_t kMaxConfigBytes = 8 << 20;
 
 // "MANIFEST_UNKNOWN" + "manifest unknown" -> "manifest unknown: manifest unknown", as
 // distribution's errcode.Error prints registry errors.
@@ -411,9 +414,19 @@ void Pull::resolve() {
       s.manifest = doc;
       std::string config_digest = doc["config"].value("digest", "");
       if (!is_sha256_digest(config_digest)) throw RegistryError(500, "unsupported config digest " + config_digest);
+      auto too_large = [&] {
+        return RegistryError(500, "image config for " + s.ref.familiar_string() + " is larger than the limit of " +
+                                      std::to_string(kMaxConfigBytes >> 20) + " MiB");
+      };
+      const json& declared = doc["config"].value("size", json());
+      if (declared.is_number_unsigned() && declared.get<std::uint64_t>() > kMaxConfigBytes) throw too_large();
       std::string config;
+      // Stops reading (and drops the connection) once past the limit, whatever the headers said.
       HttpResponse resp = session->call("GET", session->repo_target("/blobs/" + config_digest), {},
-                                        [&](const char* p, std::size_t n) { config.append(p, n); });
+                                        [&](const char* p, std::size_t n) {
+                                          if (config.size() + n > kMaxConfigBytes) throw too_large();
+                                          config.append(p, n);
+                                        });
       if (resp.status != 200) throw RegistryError(500, error_for_pull(s.ref, resp, false));
       if (sha256_digest(config) != config_digest)
         throw RegistryError(500, "failed to verify config: digest mismatch for " + config_digest);

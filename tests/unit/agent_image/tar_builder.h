@@ -45,6 +45,29 @@ class TarBuilder {
     archive_entry_free(e);
     return *this;
   }
+  // Any entry: `setup` fills in what the helpers above do not (owner, xattrs,
+  // devices, sparse maps); `content` follows as its data.
+  template <typename Setup>
+  TarBuilder& custom(const std::string& name, unsigned type, int mode, Setup&& setup,
+                     const std::string& content = {}) {
+    archive_entry* e = archive_entry_new();
+    archive_entry_set_pathname(e, name.c_str());
+    archive_entry_set_filetype(e, type);
+    archive_entry_set_perm(e, static_cast<mode_t>(mode));
+    archive_entry_set_size(e, static_cast<la_int64_t>(content.size()));
+    archive_entry_set_mtime(e, 1700000000, 0);
+    setup(e);
+    if (archive_write_header(a_, e) != ARCHIVE_OK) throw std::runtime_error(archive_error_string(a_));
+    if (!content.empty()) archive_write_data(a_, content.data(), content.size());
+    archive_entry_free(e);
+    return *this;
+  }
+  TarBuilder& fifo(const std::string& name, int mode = 0644) {
+    return custom(name, AE_IFIFO, mode, [](archive_entry*) {});
+  }
+  TarBuilder& chardev(const std::string& name, dev_t rdev, int mode = 0600) {
+    return custom(name, AE_IFCHR, mode, [rdev](archive_entry* e) { archive_entry_set_rdev(e, rdev); });
+  }
   std::string finish() {
     if (archive_write_close(a_) != ARCHIVE_OK) throw std::runtime_error("tar close");
     archive_write_free(a_);

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Sets up (packages, build with -Werror) and runs every test: unit, integration,
-# then the libFuzzer targets for a bounded time (BERTH_FUZZ_SECONDS each, default 45).
+# then the libFuzzer targets for a bounded time (BERTH_FUZZ_SECONDS each, default 30).
 # Usage: scripts/test.sh [ctest args...]
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)

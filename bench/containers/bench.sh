@@ -2,7 +2,8 @@
 # Container figures in one berth-os VM (libvirt, TCG), as root after scripts/setup.sh:
 #  - `docker run --rm busybox true` through berth-agent (timed on the host, CLI included) vs
 #    `crun run` of a bundle with the same rootfs directly in the guest: medians and their ratio;
-#    also `--network none`, to show what the bridge network costs
+#    also `--network none`, to show what the bridge network costs, and the default seccomp
+#    profile against `--security-opt seccomp=unconfined`
 #  - `docker version` latency, the floor any docker command pays (CLI start, mTLS round trip)
 #  - `docker ps -a` latency with 100 created (not started) containers
 #  - pull throughput (MB/s) from a docker-registry on the host's 127.0.0.1 (the guest's 10.0.2.2)
@@ -104,6 +105,14 @@ docker load -q -i "$work/busybox.tar" >/dev/null
 docker run --rm busybox true >/dev/null  # warm-up
 run_ms=$(time_runs "$runs" docker run --rm busybox true)
 run_none_ms=$(time_runs "$runs" docker run --rm --network none busybox true)
+# What the default seccomp profile costs: runs with it and unconfined, interleaved
+# so that drift in the VM hits both alike.
+seccomp_on=() seccomp_off=()
+for _ in $(seq "$runs"); do
+  t0=$(now_ms); docker run --rm busybox true >/dev/null; seccomp_on+=($(( $(now_ms) - t0 )))
+  t0=$(now_ms); docker run --rm --security-opt seccomp=unconfined busybox true >/dev/null
+  seccomp_off+=($(( $(now_ms) - t0 )))
+done
 # The same rootfs as a plain bundle in the guest (crun spec's defaults, args ["true"]).
 layer=$(tar -xOf "$work/busybox.tar" manifest.json | jq -r '.[0].Layers[0]')
 tar -xOf "$work/busybox.tar" "$layer" >"$work/layer.tar"
@@ -117,6 +126,7 @@ crun_ms=$(vm "i=0; while [ \$i -lt $runs ]; do a=\$(cut -d' ' -f1 /proc/uptime);
 echo "docker version (the CLI's start and one mTLS round trip, the floor of any docker command): median $(time_runs "$runs" docker version) ms over $runs runs"
 echo "docker run --rm busybox true (host CLI -> agent -> crun): median $run_ms ms over $runs runs"
 echo "docker run --rm --network none busybox true: median $run_none_ms ms over $runs runs"
+echo "seccomp: docker run --rm busybox true with the default profile: median $(printf '%s\n' "${seccomp_on[@]}" | median) ms; --security-opt seccomp=unconfined: median $(printf '%s\n' "${seccomp_off[@]}" | median) ms ($runs runs each, interleaved)"
 echo "crun run of the same rootfs in the guest: median $crun_ms ms over $runs runs"
 echo "docker run / crun run: $(awk -v a="$run_ms" -v b="$crun_ms" 'BEGIN {printf "%.2f", a / b}')x"
 

@@ -1,8 +1,8 @@
-// Containers end to end: ONE berth-os VM (libvirt, TCG, user networking) made
-// with the real `berth create`, then the real docker CLI through `berth env`
-// against berth-agent. The VM, the test image and a docker-registry on the
-// host's 127.0.0.1 (the guest's 10.0.2.2) are set up once and shared; cases run
-// in file order and each removes what it made. The VM is removed at the end.
+// Containers end to end: the shared berth-os VM (libvirt, TCG, user networking;
+// shared_vm.h) made with the real `berth create`, then the real docker CLI
+// through `berth env` against berth-agent. The VM, the test image and a
+// docker-registry on the host's 127.0.0.1 (the guest's 10.0.2.2) are made once
+// per ctest run; cases run in file order and each removes what it made.
 // Needs root, libvirt, skopeo, docker-registry and a built berth-os.
 #include <gtest/gtest.h>
 
@@ -10,11 +10,12 @@
 #include <regex>
 
 #include "tests/integration/containers/harness.h"
+#include "tests/integration/containers/shared_vm.h"
 
 namespace berth::it::containers {
 namespace {
 
-const std::string kMachine = "e2e";
+const std::string kMachine = kSharedVmName;
 const std::string kImage = "busybox:latest";
 
 // Shell command for a container that serves TEXT over HTTP on PORT with busybox httpd.
@@ -42,40 +43,22 @@ class Containers : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     try {
-      setup_error_ = unavailable_reason();
-      if (!setup_error_.empty()) return;
-      vm_ = std::make_unique<Machine>(kMachine);
-      image_ = make_test_image(vm_->scratch() / "busybox.tar", kImage);
-      registry_ = std::make_unique<Registry>();
-      auto copy = run({"skopeo", "copy", "--quiet", "docker-archive:" + image_.tarball.string(),
-                       "docker://" + registry_->host_address() + "/busybox:latest", "--dest-tls-verify=false"},
-                      {}, 120s);
-      if (!copy.ok()) throw std::runtime_error("skopeo copy to the registry failed: " + copy.describe());
-      created_ = vm_->berth({"create", "-d", "libvirt", "--libvirt-cpus", "2", "--engine-insecure-registry",
-                             registry_->guest_address(), kMachine},
-                            600s);
-      if (!created_.ok()) {
-        setup_error_ = "berth create failed: " + created_.describe();
-        return;
-      }
-      vm_->refresh_docker_env();
+      lease_ = std::make_unique<SharedVmLease>();
+      image_ = lease_->vm().image;
+      registry_ = std::make_unique<RegistryAddress>(lease_->vm().registry_port);
     } catch (const std::exception& e) {
       setup_error_ = std::string("suite setup failed: ") + e.what();
     }
   }
 
   static void TearDownTestSuite() {
-    if (vm_) {
-      vm_->berth({"rm", "-f", "-y", kMachine}, 180s);
-      drop_pools_under(vm_->cli().store());
-    }
     registry_.reset();
-    vm_.reset();
+    lease_.reset();
   }
 
   void SetUp() override { ASSERT_TRUE(setup_error_.empty()) << setup_error_; }
 
-  static Machine& vm() { return *vm_; }
+  static Machine& vm() { return *lease_->vm().machine; }
 
   // docker ARGS..., asserted to succeed; returns trimmed stdout.
   std::string ok(const std::vector<std::string>& args, std::chrono::milliseconds timeout = 60s,
@@ -120,11 +103,17 @@ class Containers : public ::testing::Test {
     }
   };
 
+  // The shared VM's registry, as the host and the guest name it.
+  struct RegistryAddress {
+    int port;
+    std::string host_address() const { return "127.0.0.1:" + std::to_string(port); }
+    std::string guest_address() const { return "10.0.2.2:" + std::to_string(port); }
+  };
+
   static inline std::string setup_error_;
-  static inline std::unique_ptr<Machine> vm_;
-  static inline std::unique_ptr<Registry> registry_;
+  static inline std::unique_ptr<SharedVmLease> lease_;
+  static inline std::unique_ptr<RegistryAddress> registry_;
   static inline TestImage image_;
-  static inline RunResult created_;
 };
 
 // --- images ---

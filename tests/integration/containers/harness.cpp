@@ -113,7 +113,11 @@ TestImage make_test_image(const fs::path& out, const std::string& ref) {
 
 // --- Machine ---
 
-Machine::Machine(std::string name) : name_(std::move(name)) {
+Machine::Machine(std::string name) : name_(std::move(name)) { init_env(); }
+
+Machine::Machine(std::string name, const fs::path& root) : name_(std::move(name)), cli_(root) { init_env(); }
+
+void Machine::init_env() {
   env_ = cli_.env();
   env_["BERTH_AGENT_BINARY"] = agent_path().string();
   const char* path = std::getenv("PATH");

@@ -45,6 +45,8 @@ TestImage make_test_image(const fs::path& out, const std::string& ref);
 class Machine {
  public:
   explicit Machine(std::string name);
+  // A machine in the store under `root` (kept after this object goes).
+  Machine(std::string name, const fs::path& root);
 
   const std::string& name() const { return name_; }
   const BerthCli& cli() const { return cli_; }
@@ -76,6 +78,7 @@ class Machine {
   const Env& docker_env() const { return docker_env_; }
 
  private:
+  void init_env();
   std::string name_;
   BerthCli cli_;
   Env env_;         // berth's environment

@@ -9,11 +9,12 @@
 #include <nlohmann/json.hpp>
 
 #include "tests/integration/containers/harness.h"
+#include "tests/integration/containers/shared_vm.h"
 
 namespace berth::it::containers {
 namespace {
 
-const std::string kMachine = "fwd";
+const std::string kMachine = kSharedVmName;
 
 std::string serve(const std::string& text) {
   return "mkdir -p /www && echo " + text + " > /www/index.html && exec httpd -f -p 80 -h /www";
@@ -41,39 +42,17 @@ class Forward : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     try {
-      setup_error_ = unavailable_reason();
-      if (!setup_error_.empty()) return;
-      vm_ = std::make_unique<Machine>(kMachine);
-      auto image = make_test_image(vm_->scratch() / "busybox.tar", "busybox:latest");
-      auto created = vm_->berth({"create", "-d", "libvirt", "--libvirt-no-share", kMachine}, 600s);
-      if (!created.ok()) {
-        // An older driver without --libvirt-no-share: try without it.
-        if (created.err.find("no-share") != std::string::npos)
-          created = vm_->berth({"create", "-d", "libvirt", kMachine}, 600s);
-        if (!created.ok()) {
-          setup_error_ = "berth create failed: " + created.describe();
-          return;
-        }
-      }
-      vm_->refresh_docker_env();
-      auto load = vm_->docker({"load", "-i", image.tarball.string()}, 120s);
-      if (!load.ok()) setup_error_ = "docker load failed: " + load.describe();
+      lease_ = std::make_unique<SharedVmLease>();
     } catch (const std::exception& e) {
       setup_error_ = std::string("suite setup failed: ") + e.what();
     }
   }
 
-  static void TearDownTestSuite() {
-    if (vm_) {
-      vm_->berth({"rm", "-f", "-y", kMachine}, 180s);
-      drop_pools_under(vm_->cli().store());
-    }
-    vm_.reset();
-  }
+  static void TearDownTestSuite() { lease_.reset(); }
 
   void SetUp() override { ASSERT_TRUE(setup_error_.empty()) << setup_error_; }
 
-  static Machine& vm() { return *vm_; }
+  static Machine& vm() { return *lease_->vm().machine; }
 
   static std::string docker_ok(const std::vector<std::string>& args) {
     auto r = vm().docker(args, 120s);
@@ -141,7 +120,7 @@ class Forward : public ::testing::Test {
     return !r.ok();  // the forwarder holds the lock
   }
 
-  static inline std::unique_ptr<Machine> vm_;
+  static inline std::unique_ptr<SharedVmLease> lease_;
   static inline std::string setup_error_;
 };
 
@@ -287,6 +266,11 @@ TEST_F(Forward, StopsWithTheMachine) {
   EXPECT_FALSE(forwarder_running());
   EXPECT_FALSE(curl(port).ok()) << "the port still answers after berth stop";
   EXPECT_FALSE(fs::exists(vm().cli().store() / "machines" / kMachine / "forward.json"));
+  // The VM is shared with the other agent suites: bring it back.
+  auto start = vm().berth({"start", kMachine}, 300s);
+  EXPECT_TRUE(start.ok()) << start.describe();
+  vm().refresh_docker_env();
+  docker_ok({"rm", "-f", "web2"});
 }
 
 }  // namespace

@@ -8,7 +8,11 @@
 
 namespace berth::it {
 
-BerthCli::BerthCli() : dir_("berth-it-cli") {
+BerthCli::BerthCli() : BerthCli(TempDir("berth-it-cli")) {}
+
+BerthCli::BerthCli(const fs::path& root) : BerthCli(TempDir::kept(root)) {}
+
+BerthCli::BerthCli(TempDir dir) : dir_(std::move(dir)) {
   fs::create_directories(home() / ".docker");
   fs::create_directories(scratch());
   const char* path = std::getenv("PATH");

@@ -13,6 +13,8 @@ namespace berth::it {
 class BerthCli {
  public:
   BerthCli();
+  // The store and HOME under `root`, which outlives this object (a shared fixture's).
+  explicit BerthCli(const fs::path& root);
 
   RunResult operator()(const std::vector<std::string>& args, std::chrono::milliseconds timeout = 180s) const;
   Process start(const std::vector<std::string>& args) const;
@@ -35,6 +37,7 @@ class BerthCli {
   fs::path scratch() const { return dir_.path() / "scratch"; }
 
  private:
+  explicit BerthCli(TempDir dir);
   TempDir dir_;
   Env env_;
 };

@@ -1,5 +1,7 @@
 #include "tests/integration/support/run.h"
 
+#include <utility>
+
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
@@ -203,7 +205,16 @@ RunResult run_bash(const std::string& script, const Env& env, std::chrono::milli
 
 TempDir::TempDir(const std::string& prefix) : path_(make_temp_dir(prefix)) {}
 
+TempDir TempDir::kept(const fs::path& existing) {
+  fs::create_directories(existing);
+  return TempDir(existing, false);
+}
+
+TempDir::TempDir(TempDir&& other) noexcept
+    : path_(std::move(other.path_)), remove_(std::exchange(other.remove_, false)) {}
+
 TempDir::~TempDir() {
+  if (!remove_ || path_.empty()) return;
   std::error_code ec;
   fs::remove_all(path_, ec);
 }

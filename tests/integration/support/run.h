@@ -79,6 +79,9 @@ RunResult run_bash(const std::string& script, const Env& env = {},
 class TempDir {
  public:
   explicit TempDir(const std::string& prefix = "berth-it");
+  // An existing directory that outlives this object (a fixture's, shared by suites).
+  static TempDir kept(const fs::path& existing);
+  TempDir(TempDir&& other) noexcept;
   TempDir(const TempDir&) = delete;
   TempDir& operator=(const TempDir&) = delete;
   ~TempDir();
@@ -86,7 +89,9 @@ class TempDir {
   fs::path operator/(const std::string& child) const { return path_ / child; }
 
  private:
+  TempDir(fs::path path, bool remove) : path_(std::move(path)), remove_(remove) {}
   fs::path path_;
+  bool remove_ = true;
 };
 
 std::string read_text(const fs::path& path);

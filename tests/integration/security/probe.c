@@ -1,0 +1,148 @@
+// berth-probe: tries one confined operation inside a container and prints
+// "ok" or the errno name; exit 0 on success, 1 on failure, 2 on bad usage.
+// Static, so it runs in an image with nothing else in it.
+//   unshare-user | unshare-mount | keyctl | mount | mkdir [PATH]
+//   udp-to-localhost PORT   an Ethernet frame to the gateway's MAC carrying a
+//                           UDP datagram for 127.0.0.1:PORT (CVE-2020-8558)
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <linux/if_packet.h>
+#include <linux/keyctl.h>
+#include <net/ethernet.h>
+#include <net/if.h>
+#include <netinet/ip.h>
+#include <netinet/udp.h>
+#include <sched.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+static int report(int rc) {
+  if (rc == 0) {
+    puts("ok");
+    return 0;
+  }
+  const char* name = strerrorname_np(errno);
+  printf("%s\n", name ? name : strerror(errno));
+  return 1;
+}
+
+static int fail(const char* what) {
+  printf("%s: %s\n", what, strerror(errno));
+  return 2;
+}
+
+static uint16_t checksum(const void* data, size_t len) {
+  const uint8_t* p = data;
+  uint32_t sum = 0;
+  for (size_t i = 0; i + 1 < len; i += 2) sum += (uint32_t)(p[i] << 8 | p[i + 1]);
+  if (len & 1) sum += (uint32_t)(p[len - 1] << 8);
+  while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
+  return htons((uint16_t)~sum);
+}
+
+// The default gateway of eth0 (from /proc/net/route) and its MAC (from /proc/net/arp).
+static int gateway(struct in_addr* ip, uint8_t mac[6]) {
+  FILE* f = fopen("/proc/net/route", "r");
+  if (!f) return -1;
+  char line[256], iface[32];
+  unsigned dest, gw, flags;
+  int found = 0;
+  while (fgets(line, sizeof line, f))
+    if (sscanf(line, "%31s %x %x %x", iface, &dest, &gw, &flags) == 4 && dest == 0 && gw != 0) {
+      ip->s_addr = gw;
+      found = 1;
+      break;
+    }
+  fclose(f);
+  if (!found) return -1;
+  // Make sure the kernel has resolved it: one datagram to a discard port.
+  int s = socket(AF_INET, SOCK_DGRAM, 0);
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(9), .sin_addr = *ip};
+  sendto(s, "", 0, 0, (struct sockaddr*)&a, sizeof a);
+  close(s);
+  usleep(300000);
+  f = fopen("/proc/net/arp", "r");
+  if (!f) return -1;
+  char want[32], addr[32], hw[32];
+  snprintf(want, sizeof want, "%s", inet_ntoa(*ip));
+  found = 0;
+  while (fgets(line, sizeof line, f))
+    if (sscanf(line, "%31s %*s %*s %31s", addr, hw) == 2 && !strcmp(addr, want) &&
+        sscanf(hw, "%hhx:%hhx:%hhx:%hhx:%hhx:%hhx", &mac[0], &mac[1], &mac[2], &mac[3], &mac[4],
+               &mac[5]) == 6) {
+      found = 1;
+      break;
+    }
+  fclose(f);
+  return found ? 0 : -1;
+}
+
+static int udp_to_localhost(int port) {
+  struct in_addr gw;
+  uint8_t gw_mac[6];
+  if (gateway(&gw, gw_mac) != 0) return fail("no gateway MAC");
+  int s = socket(AF_PACKET, SOCK_RAW, htons(ETH_P_IP));
+  if (s < 0) return fail("socket(AF_PACKET)");
+  struct ifreq ifr = {0};
+  strcpy(ifr.ifr_name, "eth0");
+  if (ioctl(s, SIOCGIFHWADDR, &ifr) != 0) return fail("SIOCGIFHWADDR");
+  uint8_t my_mac[6];
+  memcpy(my_mac, ifr.ifr_hwaddr.sa_data, 6);
+  if (ioctl(s, SIOCGIFADDR, &ifr) != 0) return fail("SIOCGIFADDR");
+  struct in_addr my_ip = ((struct sockaddr_in*)&ifr.ifr_addr)->sin_addr;
+
+  const char payload[] = "berth-probe\n";
+  uint8_t frame[14 + 20 + 8 + sizeof payload];
+  memset(frame, 0, sizeof frame);
+  struct ether_header* eth = (struct ether_header*)frame;
+  memcpy(eth->ether_dhost, gw_mac, 6);
+  memcpy(eth->ether_shost, my_mac, 6);
+  eth->ether_type = htons(ETH_P_IP);
+  struct iphdr* ip = (struct iphdr*)(frame + 14);
+  ip->version = 4;
+  ip->ihl = 5;
+  ip->tot_len = htons(20 + 8 + sizeof payload);
+  ip->ttl = 64;
+  ip->protocol = IPPROTO_UDP;
+  ip->saddr = my_ip.s_addr;
+  ip->daddr = htonl(INADDR_LOOPBACK);
+  ip->check = checksum(ip, 20);
+  struct udphdr* udp = (struct udphdr*)(frame + 14 + 20);
+  udp->source = htons(40000);
+  udp->dest = htons((uint16_t)port);
+  udp->len = htons(8 + sizeof payload);
+  memcpy(frame + 14 + 20 + 8, payload, sizeof payload);
+
+  struct sockaddr_ll to = {.sll_family = AF_PACKET, .sll_ifindex = (int)if_nametoindex("eth0"),
+                           .sll_halen = 6};
+  memcpy(to.sll_addr, gw_mac, 6);
+  for (int i = 0; i < 3; ++i)
+    if (sendto(s, frame, sizeof frame, 0, (struct sockaddr*)&to, sizeof to) < 0) return report(-1);
+  puts("sent");
+  return 0;
+}
+
+int main(int argc, char** argv) {
+  if (argc < 2) return 2;
+  const char* what = argv[1];
+  if (!strcmp(what, "unshare-user")) return report(unshare(CLONE_NEWUSER));
+  if (!strcmp(what, "unshare-mount")) return report(unshare(CLONE_NEWNS));
+  if (!strcmp(what, "keyctl"))
+    return report(syscall(SYS_keyctl, KEYCTL_GET_KEYRING_ID, KEY_SPEC_SESSION_KEYRING, 1) < 0 ? -1 : 0);
+  if (!strcmp(what, "mount")) {
+    mkdir("/probe-mnt", 0755);
+    return report(mount("tmpfs", "/probe-mnt", "tmpfs", 0, NULL));
+  }
+  if (!strcmp(what, "mkdir")) return report(mkdir(argc > 2 ? argv[2] : "/probe-dir", 0755));
+  if (!strcmp(what, "udp-to-localhost") && argc > 2) return udp_to_localhost(atoi(argv[2]));
+  return 2;
+}

@@ -4,6 +4,7 @@
 // "berth-agent shim" process that owns the stdio, the json-file log and the
 // exit status, so containers outlive an agent restart. Thread-safe.
 // The public surface is owned by the runtime module and grows with it.
+#include <filesystem>
 #include <functional>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -108,6 +109,10 @@ class ContainerManager {
   };
   std::string prepare_attach(const std::string& ref, const AttachOptions& options);
   void attach(const std::string& id, const AttachOptions& options, api::Connection& conn);
+
+  // The container's writable layer: the overlayfs upper directory with what
+  // it changed (deletions as 0:0 character devices). For builds and commit.
+  std::filesystem::path changes_dir(const std::string& ref) const;
 
   // GET /containers/{id}/top: {"Titles": [...], "Processes": [[...]]} from /proc.
   nlohmann::json top(const std::string& ref) const;

@@ -18,6 +18,7 @@
 #include "agent/api/http.h"
 #include "agent/api/routes.h"
 #include "agent/api/system.h"
+#include "agent/build/cache.h"
 #include "agent/build_info.h"
 #include "agent/config.h"
 #include "agent/daemon.h"
@@ -119,6 +120,7 @@ int run_agent(const RunOptions& options) {
     engine_options.registry_mirrors = config.registry_mirrors;
     engine_options.no_new_privileges = config.security.no_new_privileges;
     engine_options.seccomp_profile = load_seccomp_profile(config.security.seccomp_profile);
+    engine_options.build_max_context_bytes = config.build_max_context_bytes;
     std::error_code self_ec;
     engine_options.agent_path = std::filesystem::read_symlink("/proc/self/exe", self_ec).string();
 
@@ -131,6 +133,11 @@ int run_agent(const RunOptions& options) {
     network::NetworkManager networks(config.data_root + "/network", network_settings);
     runtime::ContainerManager containers;
     Engine engine{engine_options, *log, images, volumes, networks, containers};
+    engine.build_cache = std::make_shared<build::BuildCache>(config.data_root + "/build/cache.json");
+    engine.intermediate_image = [cache = engine.build_cache](const std::string& id) {
+      return cache->is_intermediate(id);
+    };
+    std::filesystem::remove_all(config.data_root + "/build/tmp");  // what builds cut short left
     networks.set_events(engine.events);
     volumes.set_events(engine.events);
     images.set_in_use_lookup([&containers](const std::string& id) {
@@ -153,6 +160,7 @@ int run_agent(const RunOptions& options) {
                             },
                             security_options(config.security)});
     api::add_image_routes(router, engine);
+    api::add_build_routes(router, engine);
     api::add_container_routes(router, engine);
     api::add_network_routes(router, engine);
     api::add_volume_routes(router, engine);

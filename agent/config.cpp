@@ -90,6 +90,14 @@ AgentConfig parse_config(std::string_view text, const std::string& source) {
     c.security.seccomp_profile =
         get_string(*it, "seccomp_profile", c.security.seccomp_profile, source, "security.");
   }
+  if (auto it = doc.find("build"); it != doc.end() && !it->is_null()) {
+    if (!it->is_object()) fail(source, "\"build\" must be an object");
+    if (auto m = it->find("max_context_bytes"); m != it->end() && !m->is_null()) {
+      if (!m->is_number_unsigned() || m->get<std::uint64_t>() == 0)
+        fail(source, "\"build.max_context_bytes\" must be a positive number of bytes");
+      c.build_max_context_bytes = m->get<std::uint64_t>();
+    }
+  }
   for (std::string& opt : get_list(doc, "opts", source, true)) {
     const std::string name = opt.substr(0, opt.find('=')), value = opt.substr(opt.find('=') + 1);
     if (name == "no-new-privileges") {

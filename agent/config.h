@@ -34,6 +34,8 @@ struct AgentConfig {
   std::vector<std::string> env;     // KEY=value, set in the agent's environment
   std::vector<std::string> opts;    // name=value engine options berth-agent does not know
   SecurityDefaults security;
+  // "build": {"max_context_bytes": N}: the largest context POST /build takes.
+  std::uint64_t build_max_context_bytes = std::uint64_t{4} << 30;
   std::vector<std::string> insecure_registries;
   std::vector<std::string> registry_mirrors;
   // False: the agent makes no bridges, iptables rules, sysctls or DNS servers

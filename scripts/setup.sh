@@ -12,7 +12,7 @@ packages=(
   openssh-server openssh-client iproute2 curl openssl procps util-linux jq zsh fish tcsh
   libvirt-dev libvirt-daemon-system qemu-system-x86 qemu-utils xorriso libisofs-dev libxml2-dev
   python3 python3-yaml libarchive-dev libnl-3-dev libnl-route-3-dev libzstd-dev liblz4-dev libacl1-dev zlib1g-dev
-  liblzma-dev libbz2-dev nettle-dev clang docker-registry skopeo sshfs
+  liblzma-dev libbz2-dev nettle-dev clang docker-registry skopeo sshfs docker-compose python3-docker
 )
 
 missing=()
@@ -48,6 +48,6 @@ for _ in $(seq 50); do virsh -c qemu:///system version >/dev/null 2>&1 && break;
 # berth-os, the default image of the VM drivers (skipped when up to date).
 "$here/image/build.sh" "$here/image/out"
 
-cmake -S "$here" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo ${BERTH_CMAKE_ARGS:-}
+cmake -S "$here" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release ${BERTH_CMAKE_ARGS:-}
 cmake --build "$build" -j"$(nproc)"
 echo "setup: built $build/cli/berth and $build/agent/berth-agent"

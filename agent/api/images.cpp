@@ -4,6 +4,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "agent/api/request_body.h"
 #include "agent/api/routes.h"
 #include "agent/image/archive_io.h"
 #include "agent/image/digest.h"
@@ -17,23 +18,6 @@ namespace img = berth::agent::image;
 bool truthy(const Request& req, std::string_view name) {
   auto v = req.query_param(name);
   return v && (*v == "1" || *v == "true" || *v == "True" || *v == "TRUE");
-}
-
-// Every value of a repeated query parameter (?names=a&names=b).
-std::vector<std::string> query_values(const Request& req, std::string_view name) {
-  std::vector<std::string> out;
-  std::string_view q = req.query;
-  while (!q.empty()) {
-    auto amp = q.find('&');
-    std::string_view part = q.substr(0, amp);
-    q = amp == std::string_view::npos ? std::string_view{} : q.substr(amp + 1);
-    auto eq = part.find('=');
-    auto key = percent_decode(part.substr(0, eq), true);
-    if (!key || *key != name) continue;
-    auto value = percent_decode(eq == std::string_view::npos ? "" : part.substr(eq + 1), true);
-    if (value) out.push_back(*value);
-  }
-  return out;
 }
 
 img::ReadFn body_reader_fn(const Request& req) {
@@ -147,7 +131,8 @@ bool matches_label(const img::ImageRecord& rec, const std::string& want) {
   return eq == std::string::npos || labels[key] == want.substr(eq + 1);
 }
 
-Response list_images(const img::ImageStore& store, const Request& req) {
+Response list_images(const img::ImageStore& store, const Request& req, const HiddenImage& hidden) {
+  const bool all = query_bool(req, "all");
   auto filters = parse_filters(req);
   for (const auto& [key, values] : filters)
     if (key != "reference" && key != "dangling" && key != "label" && key != "before" && key != "since" &&
@@ -162,7 +147,7 @@ Response list_images(const img::ImageStore& store, const Request& req) {
     return created_seconds(a) > created_seconds(b);
   });
   for (const auto& rec : records) {
-    bool ok = true;
+    bool ok = all || !hidden || !rec.tags.empty() || !hidden(rec.id);
     if (auto it = filters.find("dangling"); it != filters.end()) {
       for (const auto& v : it->second) {
         if (v != "true" && v != "false" && v != "1" && v != "0")
@@ -446,11 +431,12 @@ json image_inspect_json(const img::ImageRecord& rec) {
   return out;
 }
 
-void add_image_routes(Router& router, img::ImageStore& store, img::RegistryOptions registry,
+void add_image_routes(Router& router, img::ImageStore& store, img::RegistryOptions registry, HiddenImage hidden,
                       EventsPtr bus) {
   auto* s = &store;
   auto reg = std::make_shared<const img::RegistryOptions>(std::move(registry));
-  router.add("GET", "/images/json", [s](const Request& req) { return list_images(*s, req); });
+  router.add("GET", "/images/json",
+             [s, hidden](const Request& req) { return list_images(*s, req, hidden); });
   router.add("POST", "/images/load", [s, bus](const Request& req) { return load(*s, req, bus); },
              RouteOptions{.stream_body = true});
   router.add("GET", "/images/get", [s](const Request& req) { return save(*s, query_values(req, "names")); });
@@ -471,7 +457,7 @@ void add_image_routes(Router& router, img::ImageStore& store, img::RegistryOptio
 void add_image_routes(Router& router, Engine& engine) {
   add_image_routes(router, engine.images,
                    img::RegistryOptions{engine.options.insecure_registries, engine.options.registry_mirrors, {}},
-                   engine.events);
+                   engine.intermediate_image, engine.events);
 }
 
 }  // namespace berth::agent::api

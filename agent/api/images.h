@@ -2,7 +2,9 @@
 // /images/* routes (docker pull, push, load, save, import, tag, rmi, images,
 // image inspect, history). add_image_routes(Router&, Engine&) from routes.h
 // calls this; tests call it directly.
+#include <functional>
 #include <memory>
+#include <string>
 
 #include "agent/api/router.h"
 #include "agent/events/event_bus.h"
@@ -11,9 +13,13 @@
 
 namespace berth::agent::api {
 
+// Images `docker images` leaves out unless asked for all (the builder's
+// untagged intermediate images, as dockerd hides them).
+using HiddenImage = std::function<bool(const std::string& image_id)>;
+
 // events: where pull, push, tag, untag, delete, load and import are published (may be null).
 void add_image_routes(Router& router, image::ImageStore& store, image::RegistryOptions registry,
-                      std::shared_ptr<events::EventBus> events = nullptr);
+                      HiddenImage hidden = {}, std::shared_ptr<events::EventBus> events = nullptr);
 
 // Image summaries and inspect bodies, as dockerd builds them.
 nlohmann::json image_summary_json(const image::ImageRecord& rec);

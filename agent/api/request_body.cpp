@@ -40,4 +40,20 @@ bool query_bool(const Request& request, std::string_view name) {
   return !(s.empty() || s == "0" || s == "no" || s == "false" || s == "none");
 }
 
+std::vector<std::string> query_values(const Request& req, std::string_view name) {
+  std::vector<std::string> out;
+  std::string_view q = req.query;
+  while (!q.empty()) {
+    auto amp = q.find('&');
+    std::string_view part = q.substr(0, amp);
+    q = amp == std::string_view::npos ? std::string_view{} : q.substr(amp + 1);
+    auto eq = part.find('=');
+    auto key = percent_decode(part.substr(0, eq), true);
+    if (!key || *key != name) continue;
+    auto value = percent_decode(eq == std::string_view::npos ? "" : part.substr(eq + 1), true);
+    if (value) out.push_back(*value);
+  }
+  return out;
+}
+
 }  // namespace berth::agent::api

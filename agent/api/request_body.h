@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "agent/api/http.h"
 
@@ -17,6 +18,8 @@ nlohmann::json parse_json_object(const Request& request);
 std::map<std::string, std::string> string_map_field(const nlohmann::json& body, const char* key);
 // body[key] as a string ("" when absent); 400 "invalid KEY" otherwise.
 std::string string_field(const nlohmann::json& body, const char* key);
+// Every value of a repeated query parameter (?t=a&t=b), percent-decoded.
+std::vector<std::string> query_values(const Request& request, std::string_view name);
 // dockerd's boolValue: absent, "", "0", "no", "false" and "none" are false.
 bool query_bool(const Request& request, std::string_view name);
 

@@ -5,7 +5,8 @@
 
 namespace berth::agent::api {
 
-void add_image_routes(Router& router, Engine& engine);      // /images/*, /build is absent
+void add_image_routes(Router& router, Engine& engine);      // /images/*
+void add_build_routes(Router& router, Engine& engine);      // /build, /build/prune (agent/api/build_routes.cpp)
 void add_container_routes(Router& router, Engine& engine);  // /containers/*, /exec/*
 void add_network_routes(Router& router, Engine& engine);    // /networks/*
 void add_volume_routes(Router& router, Engine& engine);     // /volumes/*

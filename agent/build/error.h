@@ -18,4 +18,15 @@ class BuildError : public std::runtime_error {
   int line_;
 };
 
+// A RUN whose command exited non-zero: the code goes in the stream's
+// errorDetail as dockerd's does.
+class RunFailed : public BuildError {
+ public:
+  RunFailed(const std::string& message, int exit_code) : BuildError(message), exit_code_(exit_code) {}
+  int exit_code() const noexcept { return exit_code_; }
+
+ private:
+  int exit_code_;
+};
+
 }  // namespace berth::agent::build

@@ -6,11 +6,16 @@
 // itself is "", "." or "/".
 #include <sys/types.h>
 
+#include <array>
+#include <ctime>
 #include <filesystem>
 #include <stdexcept>
 #include <string>
 #include <string_view>
 #include <vector>
+
+struct archive;
+struct archive_entry;
 
 namespace berth::agent::image {
 
@@ -79,5 +84,50 @@ class Beneath {
 // Removes `name` in `dir`, recursively for a directory, never following a
 // symlink. Absent is fine.
 void remove_at(int dir, const std::string& name);
+
+// --- Tar entries beneath a root: what unpack_layer and the build context share.
+
+// A member name cleaned: "./a//b/" -> "a/b" ("" for the root). Throws
+// BreakoutError for a name with "..", calling the name `what`, and
+// std::runtime_error for no name at all.
+std::string clean_member(const char* raw, std::string_view what);
+
+// dockerd's check of a symlink `member` -> `target`: a relative target, read
+// from the link's directory, must stay beneath the root (BreakoutError).
+// Absolute targets resolve in the container and pass.
+void check_symlink_target(const std::string& member, const std::string& target);
+
+// The tar's input failed while an entry's content was read.
+class ArchiveInputError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// Writes the entries of a tar beneath a root, never through a symlink, with
+// their owners (kept when settable), modes, times and xattrs (overlayfs' own
+// trusted.overlay.* left out). An entry replaces what is there, except that a
+// directory is kept for a directory.
+class EntryWriter {
+ public:
+  // `input_error` is where the tar's reader keeps its input's error, if any,
+  // for messages; it must outlive the writer.
+  EntryWriter(const std::filesystem::path& root, const std::string& input_error);
+
+  // The entry `e`, named `member` (cleaned), a regular file's content read
+  // from `tar`. Throws BreakoutError for a symlink pointing above the root or
+  // a path crossing a symlink, ArchiveInputError when the input fails.
+  void entry(archive* tar, archive_entry* e, const std::string& member);
+  // `name` in `dir` as a whiteout: a 0:0 character device.
+  void whiteout(const std::string& dir, const std::string& name);
+  // `dir` marked opaque (trusted.overlay.opaque=y).
+  void opaque(const std::string& dir);
+  // Sets the directories' times, once their entries stopped changing them.
+  void finish();
+
+ private:
+  Beneath tree_;
+  const std::string& input_error_;
+  std::vector<std::pair<std::string, std::array<timespec, 2>>> dir_times_;
+};
 
 }  // namespace berth::agent::image

@@ -196,7 +196,9 @@ TEST_F(Build, DockerComposeBuildsAndRuns) {
                                  {"Dockerfile", "FROM busybox:latest\nARG WORD\nRUN echo $WORD > /word\n"
                                                 "CMD [\"cat\", \"/word\"]\n"}});
   Env env = vm().docker_env();
-  env["REQUESTS_CA_BUNDLE"] = std::nullopt;  // python's requests would take it over DOCKER_CERT_PATH's CA
+  // Python's requests takes these over DOCKER_CERT_PATH's CA.
+  env["REQUESTS_CA_BUNDLE"] = std::nullopt;
+  env["CURL_CA_BUNDLE"] = std::nullopt;
   env["COMPOSE_PROJECT_NAME"] = "itbuild";
   auto compose = [&](std::vector<std::string> args) {
     args.insert(args.begin(), {"docker-compose", "-f", (dir / "docker-compose.yml").string()});

@@ -1,6 +1,8 @@
 #include "tests/integration/containers/shared_vm.h"
 
+#include <fcntl.h>
 #include <signal.h>
+#include <unistd.h>
 
 #include <nlohmann/json.hpp>
 #include <stdexcept>
@@ -26,6 +28,28 @@ bool is_registry(int pid) {
   return pid > 0 && fs::exists(cmdline, ec) && read_text(cmdline).find("docker-registry") != std::string::npos;
 }
 
+// `argv` in a session of its own (so it outlives this process and no
+// process-group kill reaches it), output to `log`. Returns its pid.
+pid_t spawn_detached(const std::vector<std::string>& argv, const fs::path& log) {
+  pid_t pid = ::fork();
+  if (pid < 0) throw std::runtime_error("fork failed");
+  if (pid == 0) {
+    ::setsid();
+    int out = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    int in = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (out < 0 || in < 0) ::_exit(127);
+    ::dup2(in, 0);
+    ::dup2(out, 1);
+    ::dup2(out, 2);
+    std::vector<char*> args;
+    for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    ::execvp(args[0], args.data());
+    ::_exit(127);
+  }
+  return pid;
+}
+
 // A docker-registry in a session of its own, so it outlives this process.
 int start_registry(const fs::path& dir, int port) {
   const fs::path config = dir / "registry.yml";
@@ -34,11 +58,7 @@ int start_registry(const fs::path& dir, int port) {
              "storage:\n  filesystem:\n    rootdirectory: " + (dir / "registry").string() + "\n"
              "  delete:\n    enabled: true\n"
              "http:\n  addr: 127.0.0.1:" + std::to_string(port) + "\n");
-  auto r = run_bash("setsid docker-registry serve " + config.string() + " >" + (dir / "registry.log").string() +
-                        " 2>&1 </dev/null & echo $!",
-                    {}, 30s);
-  if (!r.ok()) throw std::runtime_error("cannot start docker-registry: " + r.describe());
-  const int pid = std::stoi(trim(r.out));
+  const int pid = spawn_detached({"docker-registry", "serve", config.string()}, dir / "registry.log");
   const std::string url = "http://127.0.0.1:" + std::to_string(port) + "/v2/";
   if (!eventually([&] { return run({"curl", "-sf", "-o", "/dev/null", url}, {}, 5s).ok(); }, 20s, 100ms))
     throw std::runtime_error("docker-registry did not answer on " + url + ": " + read_text(dir / "registry.log"));

@@ -4,6 +4,8 @@
 //   unshare-user | unshare-mount | keyctl | mount | mkdir [PATH]
 //   udp-to-localhost PORT   an Ethernet frame to the gateway's MAC carrying a
 //                           UDP datagram for 127.0.0.1:PORT (CVE-2020-8558)
+//   udp-listen ADDR PORT    prints every datagram received (busybox nc has no -u)
+//   udp-send ADDR PORT TEXT
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
@@ -131,6 +133,32 @@ static int udp_to_localhost(int port) {
   return 0;
 }
 
+static int udp_socket(const char* addr, int port, struct sockaddr_in* a) {
+  memset(a, 0, sizeof *a);
+  a->sin_family = AF_INET;
+  a->sin_port = htons((uint16_t)port);
+  inet_pton(AF_INET, addr, &a->sin_addr);
+  return socket(AF_INET, SOCK_DGRAM, 0);
+}
+
+static int udp_listen(const char* addr, int port) {
+  struct sockaddr_in a;
+  int s = udp_socket(addr, port, &a);
+  if (s < 0 || bind(s, (struct sockaddr*)&a, sizeof a) != 0) return fail("bind");
+  setvbuf(stdout, NULL, _IONBF, 0);
+  char buf[2048];
+  for (;;) {
+    ssize_t n = recv(s, buf, sizeof buf, 0);
+    if (n > 0) fwrite(buf, 1, (size_t)n, stdout);
+  }
+}
+
+static int udp_send(const char* addr, int port, const char* text) {
+  struct sockaddr_in a;
+  int s = udp_socket(addr, port, &a);
+  return report(sendto(s, text, strlen(text), 0, (struct sockaddr*)&a, sizeof a) < 0 ? -1 : 0);
+}
+
 int main(int argc, char** argv) {
   if (argc < 2) return 2;
   const char* what = argv[1];
@@ -144,5 +172,7 @@ int main(int argc, char** argv) {
   }
   if (!strcmp(what, "mkdir")) return report(mkdir(argc > 2 ? argv[2] : "/probe-dir", 0755));
   if (!strcmp(what, "udp-to-localhost") && argc > 2) return udp_to_localhost(atoi(argv[2]));
+  if (!strcmp(what, "udp-listen") && argc > 3) return udp_listen(argv[2], atoi(argv[3]));
+  if (!strcmp(what, "udp-send") && argc > 4) return udp_send(argv[2], atoi(argv[3]), argv[4]);
   return 2;
 }

@@ -192,9 +192,12 @@ TEST_F(Security, ContainerPortsAreNotRoutableFromAPeer) {
   auto r = ssh(
       "set -e; (unshare -n sleep 300 >/dev/null 2>&1 </dev/null & echo $! > /tmp/peer.pid); sleep 0.5; "
       "pid=$(cat /tmp/peer.pid); "
-      "ip link add bpeer0 type veth peer name bpeer1; ip link set bpeer1 netns $pid; "
+      // busybox's ip names the peer end itself (vethN): read it back.
+      "ip link add bpeer0 type veth peer name bpeer1; "
+      "peer=$(ip -o link show bpeer0 | sed -n 's/^[0-9]*: bpeer0@\\([^:]*\\):.*/\\1/p'); "
+      "ip link set $peer netns $pid; "
       "ip addr add 10.99.0.1/30 dev bpeer0; ip link set bpeer0 up; "
-      "nsenter -t $pid -n ip addr add 10.99.0.2/30 dev bpeer1; nsenter -t $pid -n ip link set bpeer1 up; "
+      "nsenter -t $pid -n ip addr add 10.99.0.2/30 dev $peer; nsenter -t $pid -n ip link set $peer up; "
       "nsenter -t $pid -n ip link set lo up; nsenter -t $pid -n ip route add default via 10.99.0.1; "
       "for i in 1 2 3 4 5 6 7 8 9 10; do nsenter -t $pid -n ping -c1 -W1 10.99.0.1 >/dev/null && break; done");
   ASSERT_TRUE(r.ok()) << r.describe();
@@ -216,8 +219,11 @@ TEST_F(Security, ContainerPortsAreNotRoutableFromAPeer) {
 // CVE-2020-8558: with route_localnet on the bridge, a frame for 127.0.0.1 sent
 // to the gateway's MAC reached the machine's loopback-only services.
 TEST_F(Security, RawFramesFromAContainerNeverReachTheMachinesLoopback) {
-  auto listen = ssh("rm -f /tmp/udp-got; (setsid nc -lu -s 127.0.0.1 -p 5599 >/tmp/udp-got 2>&1 </dev/null &); "
-                    "sleep 0.3; echo up");
+  // busybox nc has no UDP: the probe listens on the machine's 127.0.0.1.
+  auto copied = vm().berth({"scp", BERTH_PROBE_BINARY, kMachine + ":/tmp/berth-probe"});
+  ASSERT_TRUE(copied.ok()) << copied.describe();
+  auto listen = ssh("rm -f /tmp/udp-got; (setsid /tmp/berth-probe udp-listen 127.0.0.1 5599 >/tmp/udp-got 2>&1 "
+                    "</dev/null &); sleep 0.3; echo up");
   ASSERT_TRUE(listen.ok()) << listen.describe();
   auto sent = probe({}, {"udp-to-localhost", "5599"});
   EXPECT_EQ(sent, std::make_pair(0, std::string("sent")));
@@ -225,9 +231,9 @@ TEST_F(Security, RawFramesFromAContainerNeverReachTheMachinesLoopback) {
   auto got = ssh("cat /tmp/udp-got");
   EXPECT_EQ(got.out.find("berth-probe"), std::string::npos) << "the container reached 127.0.0.1:5599 on the machine";
   // The listener itself works.
-  ssh("echo sanity | nc -u -w1 127.0.0.1 5599");
+  ssh("/tmp/berth-probe udp-send 127.0.0.1 5599 sanity");
   EXPECT_TRUE(eventually([&] { return ssh("cat /tmp/udp-got").out.find("sanity") != std::string::npos; }, 5s, 200ms));
-  ssh("pkill -f 'nc -lu -s 127.0.0.1 -p 5599'; true");
+  ssh("pkill -f 'berth-probe udp-listen'; true");
 }
 
 // 600 sockets that never start TLS used to hold all 512 connection slots.

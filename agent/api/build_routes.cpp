@@ -134,20 +134,6 @@ build::BuildOptions parse_options(const Request& req) {
   return o;
 }
 
-image::ReadFn body_of(const Request& req) {
-  if (req.body_reader) {
-    BodyReader* reader = req.body_reader;
-    return [reader](char* buf, std::size_t n) { return reader->read(buf, n); };
-  }
-  auto pos = std::make_shared<std::size_t>(0);
-  const std::string* body = &req.body;
-  return [body, pos](char* buf, std::size_t n) {
-    std::size_t k = std::min(n, body->size() - *pos);
-    std::copy_n(body->data() + *pos, k, buf);
-    *pos += k;
-    return k;
-  };
-}
 
 Response build(Engine& engine, const Request& req) {
   build::BuildOptions options = parse_options(req);
@@ -155,7 +141,7 @@ Response build(Engine& engine, const Request& req) {
   auto work = std::make_shared<WorkDir>(root);
   options.work_dir = work->path;
   try {
-    build::receive_context(body_of(req), work->path / "context", engine.options.build_max_context_bytes);
+    build::receive_context(body_reader(req), work->path / "context", engine.options.build_max_context_bytes);
   } catch (const build::BuildError& e) {
     throw HttpError(400, e.what());
   }

@@ -20,20 +20,6 @@ bool truthy(const Request& req, std::string_view name) {
   return v && (*v == "1" || *v == "true" || *v == "True" || *v == "TRUE");
 }
 
-img::ReadFn body_reader_fn(const Request& req) {
-  if (req.body_reader) {
-    BodyReader* reader = req.body_reader;
-    return [reader](char* buf, std::size_t n) { return reader->read(buf, n); };
-  }
-  auto pos = std::make_shared<std::size_t>(0);
-  const std::string* body = &req.body;
-  return [body, pos](char* buf, std::size_t n) {
-    std::size_t k = std::min(n, body->size() - *pos);
-    std::memcpy(buf, body->data() + *pos, k);
-    *pos += k;
-    return k;
-  };
-}
 
 std::string json_lines(const std::vector<json>& messages) {
   std::string out;
@@ -250,7 +236,7 @@ Response remove_image(img::ImageStore& store, const Request& req, const EventsPt
 Response load(img::ImageStore& store, const Request& req, const EventsPtr& bus) {
   std::vector<std::string> lines;
   try {
-    lines = img::load_images(store, body_reader_fn(req));
+    lines = img::load_images(store, body_reader(req));
   } catch (const HttpError&) {
     throw;
   } catch (const std::exception& e) {
@@ -304,7 +290,7 @@ Response create(img::ImageStore& store, const img::RegistryOptions& registry, co
     }
     std::string id;
     try {
-      id = img::import_image(store, body_reader_fn(req), options);
+      id = img::import_image(store, body_reader(req), options);
     } catch (const std::invalid_argument& e) {
       throw HttpError(400, e.what());
     } catch (const std::exception& e) {

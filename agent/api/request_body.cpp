@@ -1,6 +1,9 @@
 #include "agent/api/request_body.h"
 
+#include <algorithm>
 #include <cctype>
+#include <cstring>
+#include <memory>
 
 namespace berth::agent::api {
 
@@ -38,6 +41,21 @@ bool query_bool(const Request& request, std::string_view name) {
   std::string s = *v;
   for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   return !(s.empty() || s == "0" || s == "no" || s == "false" || s == "none");
+}
+
+std::function<std::size_t(char*, std::size_t)> body_reader(const Request& req) {
+  if (req.body_reader) {
+    BodyReader* reader = req.body_reader;
+    return [reader](char* buf, std::size_t n) { return reader->read(buf, n); };
+  }
+  auto pos = std::make_shared<std::size_t>(0);
+  const std::string* body = &req.body;
+  return [body, pos](char* buf, std::size_t n) {
+    std::size_t k = std::min(n, body->size() - *pos);
+    std::memcpy(buf, body->data() + *pos, k);
+    *pos += k;
+    return k;
+  };
 }
 
 std::vector<std::string> query_values(const Request& req, std::string_view name) {

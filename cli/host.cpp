@@ -1,5 +1,7 @@
 #include "cli/host.h"
 
+#include "cli/cluster.h"
+
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -212,7 +214,8 @@ void provision_machine(Context& ctx, MachineRecord& record, const StepReporter& 
   step("detecting the host's OS");
   auto prov = provision::detect(*ssh);
   cancel.throw_if_cancelled();
-  provision::AgentInstall spec{record.name, ctx.agent_binary(), machine_tls(record), record.engine};
+  provision::AgentInstall spec{record.name, ctx.agent_binary(), machine_tls(record), record.engine,
+                               cluster_install(ctx, record)};
   prov->install(spec, [&](std::string_view s) {
     cancel.throw_if_cancelled();
     step(s);
@@ -265,6 +268,7 @@ void destroy_machine(Context& ctx, const std::string& name, const std::optional<
   stop_forwarder(ctx, name);
   if (stored) {
     MachineRecord record = *stored;
+    if (!record.cluster.empty()) attempt("leave its cluster", [&] { leave_cluster(ctx, record); });
     const DriverFactory* factory = ctx.drivers.find(record.driver);
     if (!factory) {
       attempt("load its driver", [&] { driver_factory(ctx, record); });
@@ -323,6 +327,7 @@ void change_power(Context& ctx, const std::string& name, PowerOp op, bool quiet)
   Steps step(name, quiet);
   static const char* const doing[] = {"starting", "stopping", "restarting", "killing"};
   if (op != PowerOp::Start) stop_forwarder(ctx, name);
+  if (op == PowerOp::Start || op == PowerOp::Restart) ensure_cluster_segment(ctx, record);
   step(doing[static_cast<int>(op)]);
   switch (op) {
     case PowerOp::Start: driver->start(); break;

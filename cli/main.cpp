@@ -47,6 +47,7 @@ int main(int argc, char** argv) {
   setup_mount(app, ctx);
   setup_import_docker_machine(app, ctx);
   setup_forward(app, ctx);
+  setup_cluster(app, ctx);
 
   app.parse_complete_callback([&] { berth::log::set_debug(ctx.debug); });
   try {

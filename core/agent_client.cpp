@@ -23,6 +23,20 @@ struct CurlFree {
 };
 using CurlPtr = std::unique_ptr<CURL, CurlFree>;
 
+// A curl_slist owned here.
+class CurlList {
+ public:
+  CurlList() = default;
+  CurlList(const CurlList&) = delete;
+  CurlList& operator=(const CurlList&) = delete;
+  ~CurlList() { curl_slist_free_all(list_); }
+  void append(const char* line) { list_ = curl_slist_append(list_, line); }
+  curl_slist* get() const { return list_; }
+
+ private:
+  curl_slist* list_ = nullptr;
+};
+
 void global_init() {
   static std::once_flag once;
   std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
@@ -67,6 +81,8 @@ std::string one_line(std::string s) {
 namespace {
 
 struct Transfer {
+  std::string method = "GET";
+  const std::string* request_body = nullptr;                 // sent as application/json
   std::string* body = nullptr;                               // agent_get: collect here
   const std::function<bool(std::string_view)>* sink = nullptr;  // agent_stream: hand over
   const std::function<bool()>* should_stop = nullptr;
@@ -84,8 +100,8 @@ int on_progress(void* userp, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
   return t->should_stop && *t->should_stop && (*t->should_stop)() ? 1 : 0;
 }
 
-// One GET with the client certificate. timeout 0: no total limit (a stream).
-AgentResponse perform_get(const AgentEndpoint& ep, const std::string& path, std::chrono::milliseconds timeout,
+// One request with the client certificate. timeout 0: no total limit (a stream).
+AgentResponse perform(const AgentEndpoint& ep, const std::string& path, std::chrono::milliseconds timeout,
                           std::chrono::milliseconds connect_timeout, Transfer& transfer) {
   AgentResponse out;
   if (ep.url.empty()) {
@@ -120,6 +136,14 @@ AgentResponse perform_get(const AgentEndpoint& ep, const std::string& path, std:
   if (!ep.client_key.empty()) set(CURLOPT_SSLKEY, ep.client_key.c_str());
   set(CURLOPT_WRITEFUNCTION, on_data);
   set(CURLOPT_WRITEDATA, &transfer);
+  CurlList headers;
+  if (transfer.method != "GET") set(CURLOPT_CUSTOMREQUEST, transfer.method.c_str());
+  if (transfer.request_body) {
+    set(CURLOPT_POSTFIELDS, transfer.request_body->c_str());
+    set(CURLOPT_POSTFIELDSIZE, static_cast<long>(transfer.request_body->size()));
+    headers.append("Content-Type: application/json");
+    set(CURLOPT_HTTPHEADER, headers.get());
+  }
   if (transfer.should_stop) {
     set(CURLOPT_XFERINFOFUNCTION, on_progress);
     set(CURLOPT_XFERINFODATA, &transfer);
@@ -141,7 +165,7 @@ AgentResponse perform_get(const AgentEndpoint& ep, const std::string& path, std:
     out.error = curl_easy_strerror(rc);
     if (errbuf[0] && out.error != errbuf) out.error += std::string(" (") + one_line(errbuf) + ")";
   }
-  log::debug("agent", "GET {} -> {} {}", url, out.status, out.error);
+  log::debug("agent", "{} {} -> {} {}", transfer.method, url, out.status, out.error);
   return out;
 }
 
@@ -151,7 +175,19 @@ AgentResponse agent_get(const AgentEndpoint& ep, const std::string& path, std::c
   AgentResponse out;
   Transfer t;
   t.body = &out.body;
-  auto r = perform_get(ep, path, std::max(timeout, std::chrono::milliseconds(1)), timeout, t);
+  auto r = perform(ep, path, std::max(timeout, std::chrono::milliseconds(1)), timeout, t);
+  r.body = std::move(out.body);
+  return r;
+}
+
+AgentResponse agent_request(const AgentEndpoint& ep, const std::string& method, const std::string& path,
+                            const std::string& body, std::chrono::milliseconds timeout) {
+  AgentResponse out;
+  Transfer t;
+  t.method = method;
+  t.request_body = &body;
+  t.body = &out.body;
+  auto r = perform(ep, path, std::max(timeout, std::chrono::milliseconds(1)), timeout, t);
   r.body = std::move(out.body);
   return r;
 }
@@ -162,7 +198,7 @@ AgentResponse agent_stream(const AgentEndpoint& ep, const std::string& path,
   Transfer t;
   t.sink = &sink;
   t.should_stop = &should_stop;
-  return perform_get(ep, path, std::chrono::milliseconds(0), connect_timeout, t);
+  return perform(ep, path, std::chrono::milliseconds(0), connect_timeout, t);
 }
 
 std::string agent_docker_version(const AgentEndpoint& ep, std::chrono::milliseconds timeout, std::string* error) {

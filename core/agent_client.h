@@ -26,6 +26,10 @@ struct AgentResponse {
 AgentResponse agent_get(const AgentEndpoint& ep, const std::string& path,
                         std::chrono::milliseconds timeout);
 
+// METHOD path with a JSON body (berth's own /berth/... routes). Never throws.
+AgentResponse agent_request(const AgentEndpoint& ep, const std::string& method, const std::string& path,
+                            const std::string& body, std::chrono::milliseconds timeout);
+
 // GET path and hand the body to `sink` piece by piece as it arrives (for
 // /events). Returns when the body ends, `sink` returns false, or `should_stop`
 // turns true (checked at least once a second). Never throws.

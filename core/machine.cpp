@@ -94,6 +94,10 @@ void to_json(json& j, const MachineRecord& v) {
            {"agent_version", v.agent_version},
            {"engine_kind", v.engine_kind}};
   if (!v.imported_from.tool.empty()) j["imported_from"] = v.imported_from;
+  if (!v.cluster.empty()) {
+    j["cluster"] = v.cluster;
+    j["cluster_agent_config"] = v.cluster_agent_config;
+  }
 }
 void from_json(const json& j, MachineRecord& v) {
   get_opt(j, "schema_version", v.schema_version);
@@ -109,6 +113,8 @@ void from_json(const json& j, MachineRecord& v) {
   get_opt(j, "agent_version", v.agent_version);
   get_opt(j, "engine_kind", v.engine_kind);   // missing: a berth-agent machine (older records)
   get_opt(j, "imported_from", v.imported_from);
+  get_opt(j, "cluster", v.cluster);
+  if (auto it = j.find("cluster_agent_config"); it != j.end()) v.cluster_agent_config = *it;
 }
 
 void migrate_machine_json(json& j) {

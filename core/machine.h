@@ -71,6 +71,10 @@ struct MachineRecord {
   // upgrades or uninstalls its agent on a dockerd engine host.
   std::string engine_kind = kEngineBerthAgent;
   ImportOrigin imported_from;
+  // The berth cluster the machine belongs to ("" for none) and the agent.json
+  // "cluster" section installed for it.
+  std::string cluster;
+  nlohmann::json cluster_agent_config = nullptr;
 };
 
 inline bool is_engine_host(const MachineRecord& r) { return r.engine_kind == kEngineDockerd; }

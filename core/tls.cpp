@@ -346,6 +346,12 @@ KeyPair make_server_cert(const KeyPair& ca, const std::string& common_name,
   return issue_leaf(ca, common_name, type, validity, "serverAuth", names.get());
 }
 
+KeyPair make_peer_cert(const KeyPair& ca, const std::string& common_name,
+                       const std::vector<std::string>& sans, KeyType type, std::chrono::hours validity) {
+  auto names = build_sans(sans);
+  return issue_leaf(ca, common_name, type, validity, "serverAuth,clientAuth", names.get());
+}
+
 CertInfo inspect_cert(const std::string& cert_pem) {
   auto cert = parse_cert(cert_pem, "certificate");
   CertInfo info;

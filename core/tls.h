@@ -25,6 +25,11 @@ KeyPair make_server_cert(const KeyPair& ca, const std::string& common_name,
                          const std::vector<std::string>& sans, KeyType type,
                          std::chrono::hours validity = std::chrono::hours(24 * 1095));
 
+// Both a server's and a client's (etcd members and their clients use one certificate).
+KeyPair make_peer_cert(const KeyPair& ca, const std::string& common_name,
+                       const std::vector<std::string>& sans, KeyType type,
+                       std::chrono::hours validity = std::chrono::hours(24 * 1095));
+
 // Facts read back from a certificate (for tests, `inspect` and re-issue decisions).
 struct CertInfo {
   std::string subject_cn;

@@ -70,6 +70,13 @@ struct CancelToken {
   void throw_if_cancelled() const;  // throws berth::Interrupted
 };
 
+// A machine's NIC on its cluster's private segment (local VMs: the cluster's
+// VDE switch). The address inside is berth's business, not the driver's.
+struct ClusterLink {
+  std::filesystem::path vde_socket;  // the switch's socket directory
+  std::string mac;
+};
+
 struct DriverContext {
   std::string machine_name;
   std::filesystem::path machine_dir;   // 0700, owned by this machine
@@ -80,6 +87,10 @@ struct DriverContext {
   // that `berth rm` can clean up from (cloud ids as soon as they exist).
   std::function<void(const nlohmann::json& driver_state)> checkpoint = {};
   bool quiet = false;   // no progress output
+  // Set when the machine joins a cluster: a driver that makes VMs gives them
+  // a second NIC on the segment; others ignore it (their hosts already reach
+  // each other).
+  std::optional<ClusterLink> cluster_link = std::nullopt;
 };
 
 // One machine's backend. Contracts:

@@ -65,6 +65,7 @@ modules=(
   ext4 crc32c_generic crc32c_intel iso9660 nls_utf8 overlay loop
   9p 9pnet 9pnet_virtio  # host folders (virtio-9p); etc/berth-os/shares loads them
   veth bridge br_netfilter
+  vxlan  # overlay networks between cluster members (udp_tunnel comes along)
   nf_tables nft_compat nft_chain_nat nft_nat nft_masq nft_redir nft_ct
   nft_reject_inet nft_reject_ipv4 nft_reject_ipv6 nft_fib_inet nft_fib_ipv4 nft_fib_ipv6 nft_limit
   nf_conntrack nf_nat nf_conntrack_netlink

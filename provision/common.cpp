@@ -22,8 +22,8 @@ std::string to_string(InitSystem s) {
   return "unknown";
 }
 
-nlohmann::json make_agent_config(const EngineOptions& engine) {
-  return nlohmann::json{
+nlohmann::json make_agent_config(const EngineOptions& engine, const nlohmann::json& cluster) {
+  nlohmann::json config{
       {"listen", "0.0.0.0"},
       {"port", engine.port},
       {"tls", {{"ca", kCaCert}, {"cert", kServerCert}, {"key", kServerKey}}},
@@ -36,6 +36,8 @@ nlohmann::json make_agent_config(const EngineOptions& engine) {
       {"insecure_registries", engine.insecure_registries},
       {"registry_mirrors", engine.registry_mirrors},
   };
+  if (cluster.is_object()) config["cluster"] = cluster;
+  return config;
 }
 
 namespace detail {
@@ -253,8 +255,13 @@ void AgentProvisioner::install(const AgentInstall& spec, const Progress& progres
   step("upload berth-agent");
   upload_agent(spec.agent_binary, local_sha);
 
+  if (spec.cluster) {
+    step("install the cluster's files");
+    write_cluster_files(*spec.cluster);
+  }
+
   step("write agent config");
-  host_.write(kAgentConfig, make_agent_config(spec.engine).dump(2) + "\n", 0600);
+  host_.write(kAgentConfig, agent_config(spec).dump(2) + "\n", 0600);
 
   step("install TLS certificates");
   write_certs(spec.tls);
@@ -285,8 +292,12 @@ void AgentProvisioner::upgrade_agent(const AgentInstall& spec, const Progress& p
   parse_env(spec.engine.env);
   step("upload berth-agent");
   upload_agent(spec.agent_binary, local_sha);
+  if (spec.cluster) {
+    step("install the cluster's files");
+    write_cluster_files(*spec.cluster);
+  }
   step("write agent config");
-  host_.write(kAgentConfig, make_agent_config(spec.engine).dump(2) + "\n", 0600);
+  host_.write(kAgentConfig, agent_config(spec).dump(2) + "\n", 0600);
   step("update " + to_string(init_) + " service");
   install_service(spec.engine);
   step("restart berth-agent");
@@ -317,6 +328,32 @@ bool AgentProvisioner::upload_agent(const std::filesystem::path& local, const st
   // Staged next to the target and renamed over it: a running agent keeps its old inode.
   host_.upload(local, kAgentBinary, 0755);
   return true;
+}
+
+nlohmann::json AgentProvisioner::agent_config(const AgentInstall& spec) const {
+  return make_agent_config(spec.engine, spec.cluster ? spec.cluster->agent_config : nlohmann::json(nullptr));
+}
+
+void AgentProvisioner::write_cluster_files(const ClusterInstall& cluster) {
+  host_.check_root(fmt::format("mkdir -p {} && chmod 0700 {}", kClusterDir, kClusterDir));
+  host_.write(std::string(kClusterDir) + "/ca.pem", cluster.tls.ca_pem, 0644);
+  host_.write(std::string(kClusterDir) + "/member.pem", cluster.tls.server_cert_pem, 0644);
+  host_.write(std::string(kClusterDir) + "/member-key.pem", cluster.tls.server_key_pem, 0600);
+  if (!cluster.etcd_binary.empty()) {
+    std::string local_sha = sha256_file_hex(cluster.etcd_binary);
+    ExecResult remote_sum = host_.run_root(std::string("sha256sum ") + kEtcdBinary);
+    if (remote_sum.exit_code != 0 || remote_sum.out.substr(0, remote_sum.out.find_first_of(" \t")) != local_sha)
+      host_.upload(cluster.etcd_binary, kEtcdBinary, 0755);
+  }
+  if (!cluster.interface.empty()) {
+    // Kept for the next boots (berth-os applies it before the agent starts) and set now.
+    host_.write(kInterfaces, cluster.interface + "\n", 0644);
+    const std::string ifname = cluster.interface.substr(0, cluster.interface.find(' '));
+    const std::string cidr = cluster.interface.substr(cluster.interface.find(' ') + 1);
+    host_.check_root(fmt::format("ip link set {} up && (ip addr show dev {} | grep -q ' {} ' || ip addr add {} dev {})",
+                                 shell_quote(ifname), shell_quote(ifname), shell_quote(cidr), shell_quote(cidr),
+                                 shell_quote(ifname)));
+  }
 }
 
 void AgentProvisioner::write_certs(const TlsMaterial& tls) {

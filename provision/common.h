@@ -103,6 +103,8 @@ class AgentProvisioner : public Provisioner {
   void set_hostname(const std::string& name);
   bool upload_agent(const std::filesystem::path& local, const std::string& local_sha);  // false when the host already has it
   void write_certs(const TlsMaterial& tls);
+  void write_cluster_files(const ClusterInstall& cluster);
+  nlohmann::json agent_config(const AgentInstall& spec) const;
   void unmount_data_root();
 
   OsInfo os_;

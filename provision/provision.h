@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
@@ -42,15 +43,30 @@ struct TlsMaterial {
   std::string server_key_pem;
 };
 
+// A cluster member's part (berth create --cluster): the address of its NIC on
+// the cluster's segment, the cluster's TLS material, the etcd binary (for the
+// members that run an etcd voter) and the agent.json "cluster" section.
+struct ClusterInstall {
+  std::string interface;               // "eth1 192.168.200.11/24"; "" when the host has its address
+  TlsMaterial tls;                     // the cluster CA and this member's certificate and key
+  std::filesystem::path etcd_binary;   // "" unless the machine runs an etcd voter
+  nlohmann::json agent_config;         // agent.json's "cluster" section
+};
+
+inline constexpr const char* kClusterDir = "/etc/berth/cluster";
+inline constexpr const char* kInterfaces = "/etc/berth/interfaces";
+inline constexpr const char* kEtcdBinary = "/usr/local/bin/berth-etcd";
+
 struct AgentInstall {
   std::string hostname;
   std::filesystem::path agent_binary;   // local berth-agent to upload
   TlsMaterial tls;
   EngineOptions engine;
+  std::optional<ClusterInstall> cluster = std::nullopt;
 };
 
-// The agent's /etc/berth/agent.json for these engine options.
-nlohmann::json make_agent_config(const EngineOptions& engine);
+// The agent's /etc/berth/agent.json for these engine options (and cluster section).
+nlohmann::json make_agent_config(const EngineOptions& engine, const nlohmann::json& cluster = nullptr);
 
 using Progress = std::function<void(std::string_view step)>;
 

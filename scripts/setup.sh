@@ -12,7 +12,8 @@ packages=(
   openssh-server openssh-client iproute2 curl openssl procps util-linux jq zsh fish tcsh
   libvirt-dev libvirt-daemon-system qemu-system-x86 qemu-utils xorriso libisofs-dev libxml2-dev
   python3 python3-yaml libarchive-dev libnl-3-dev libnl-route-3-dev libzstd-dev liblz4-dev libacl1-dev zlib1g-dev
-  liblzma-dev libbz2-dev nettle-dev clang docker-registry skopeo sshfs docker-compose python3-docker
+  liblzma-dev libbz2-dev nettle-dev clang docker-registry skopeo sshfs docker-compose python3-docker vde2
+  etcd-server etcd-client
 )
 
 missing=()

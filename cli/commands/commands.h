@@ -34,5 +34,6 @@ void setup_completion(CLI::App& app, Context& ctx);
 void setup_mount(CLI::App& app, Context& ctx);
 void setup_import_docker_machine(CLI::App& app, Context& ctx);
 void setup_forward(CLI::App& app, Context& ctx);
+void setup_cluster(CLI::App& app, Context& ctx);
 
 }  // namespace berth::cli

@@ -4,6 +4,7 @@
 #include <map>
 #include <memory>
 
+#include "cli/cluster.h"
 #include "cli/commands/commands.h"
 #include "cli/forwarder.h"
 #include "cli/host.h"
@@ -21,6 +22,8 @@ struct CreateOptions {
   std::vector<std::string> tls_sans;
   bool quiet = false;
   bool no_forward = false;
+  std::string cluster;            // --cluster NAME
+  std::string cluster_advertise;  // --cluster-advertise ADDR
   std::map<std::string, std::vector<std::string>> driver_flags;   // flag name -> values given
   std::map<std::string, const DriverFactory*> flag_owner;
 };
@@ -84,6 +87,13 @@ void run_create(Context& ctx, CreateOptions& o) {
   install_interrupt_handler(ctx);
   DriverContext dctx = driver_context(ctx, o.name, o.engine.port);
   dctx.quiet = o.quiet;
+  std::optional<PendingMember> member;
+  if (!o.cluster.empty()) {
+    member = prepare_member(ctx, o.cluster, o.name, factory.name(), o.cluster_advertise);
+    dctx.cluster_link = member->link;
+  } else if (!o.cluster_advertise.empty()) {
+    throw UserError("--cluster-advertise goes with --cluster NAME");
+  }
   auto driver = factory.make(flags, std::move(dctx));
   refuse_shared_host(ctx, o.name, *driver);
   driver->pre_create_check();
@@ -111,12 +121,20 @@ void run_create(Context& ctx, CreateOptions& o) {
     step("issuing TLS certificates");
     issue_machine_certs(ctx, record);
     store.save(record);
+    if (member) {
+      step(fmt::format("joining cluster {} at {}", o.cluster, member->member.address));
+      assign_member(ctx, record, *member);
+      store.save(record);
+    }
     if (factory.capabilities().has_ssh) provision_machine(ctx, record, step.reporter());
+    if (member) commit_member(ctx, *member);
+    member.reset();
     record.phase = "ready";
     store.save(record);
     step("");
   } catch (const Error& e) {
     step("");
+    member.reset();  // its cluster lock: the cleanup below takes it again
     fmt::print(stderr, "{}: create failed, removing what was made\n", o.name);
     const bool interrupted = ctx.interrupted.exchange(false);  // let the cleanup itself run
     record.driver_state = driver->save_state();   // whatever the driver made and still knows of
@@ -152,6 +170,10 @@ void setup_create(CLI::App& app, Context& ctx) {
       ->check(CLI::IsMember({"ecdsa", "rsa"}));
   cmd->add_option("--tls-san", o->tls_sans, "Extra name or IP for the server certificate (repeatable)");
   cmd->add_flag("-q,--quiet", o->quiet, "Do not print the steps");
+  cmd->add_option("--cluster", o->cluster,
+                  "Join the berth cluster NAME (made with its first member): overlay networks across its machines");
+  cmd->add_option("--cluster-advertise", o->cluster_advertise,
+                  "With --cluster on the generic driver: the address the other members reach this host at");
   cmd->add_flag("--no-forward", o->no_forward, "Do not forward published ports to 127.0.0.1 (turn on later with 'berth forward NAME')");
   for (const auto* factory : ctx.drivers.all()) {
     for (const auto& spec : factory->flags()) {

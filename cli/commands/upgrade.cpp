@@ -5,6 +5,7 @@
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
+#include "cli/cluster.h"
 #include "cli/commands/commands.h"
 #include "cli/host.h"
 #include "core/error.h"
@@ -37,7 +38,7 @@ void upgrade(Context& ctx, const std::string& name, bool quiet) {
   cancel.throw_if_cancelled();
   step("detecting the host's OS");
   auto prov = provision::detect(*ssh);
-  provision::AgentInstall spec{"", binary, {}, record.engine};
+  provision::AgentInstall spec{"", binary, {}, record.engine, cluster_install(ctx, record)};
   prov->upgrade_agent(spec, [&](std::string_view s) {
     cancel.throw_if_cancelled();
     step(s);

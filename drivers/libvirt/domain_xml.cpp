@@ -64,7 +64,8 @@ std::string domain_xml(const DomainSpec& s) {
   const bool user_net = s.network == "user";
   std::string x;
   x += fmt::format("<domain type='{}'{}>\n", s.type,
-                   user_net ? " xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'" : "");
+                   user_net || !s.cluster_vde.empty() ? " xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'"
+                                                      : "");
   x += fmt::format("  <name>{}</name>\n", xml_escape(s.name));
   if (!s.uuid.empty()) x += fmt::format("  <uuid>{}</uuid>\n", s.uuid);
   x += fmt::format("  <title>berth machine {}</title>\n", xml_escape(s.machine));
@@ -112,15 +113,24 @@ std::string domain_xml(const DomainSpec& s) {
   x += "    <video>\n      <model type='none'/>\n    </video>\n";
   x += "  </devices>\n";
   x += seclabel(s.dac_label);
-  if (user_net) {
-    // libvirt 9.0 has no user-mode networking with port forwards (passt is rejected),
-    // so QEMU gets the netdev directly. q35 needs the explicit PCI address.
+  if (user_net || !s.cluster_vde.empty()) {
+    // libvirt 9.0 has no user-mode networking with port forwards (passt is rejected)
+    // and no VDE, so QEMU gets those netdevs directly. q35 needs the explicit PCI address.
     x += "  <qemu:commandline>\n";
-    x += "    <qemu:arg value='-netdev'/>\n";
-    x += fmt::format("    <qemu:arg value='{}'/>\n", user_netdev(s.ssh_port, s.agent_port, s.guest_agent_port));
-    x += "    <qemu:arg value='-device'/>\n";
-    x += fmt::format("    <qemu:arg value='virtio-net-pci,netdev=n0,bus=pcie.0,addr=0x10{}'/>\n",
-                     s.mac.empty() ? "" : ",mac=" + s.mac);
+    if (user_net) {
+      x += "    <qemu:arg value='-netdev'/>\n";
+      x += fmt::format("    <qemu:arg value='{}'/>\n", user_netdev(s.ssh_port, s.agent_port, s.guest_agent_port));
+      x += "    <qemu:arg value='-device'/>\n";
+      x += fmt::format("    <qemu:arg value='virtio-net-pci,netdev=n0,bus=pcie.0,addr=0x10{}'/>\n",
+                       s.mac.empty() ? "" : ",mac=" + s.mac);
+    }
+    if (!s.cluster_vde.empty()) {
+      x += "    <qemu:arg value='-netdev'/>\n";
+      x += fmt::format("    <qemu:arg value='vde,id=n1,sock={}'/>\n", xml_escape(s.cluster_vde));
+      x += "    <qemu:arg value='-device'/>\n";
+      x += fmt::format("    <qemu:arg value='virtio-net-pci,netdev=n1,bus=pcie.0,addr=0x11{}'/>\n",
+                       s.cluster_mac.empty() ? "" : ",mac=" + s.cluster_mac);
+    }
     x += "  </qemu:commandline>\n";
   }
   x += "</domain>\n";

@@ -46,6 +46,9 @@ struct DomainSpec {
   std::string dac_label;
   // Host folders: one virtio-9p device each (accessmode mapped), mounted by tag in the guest.
   std::vector<Share> shares;
+  // A second NIC (eth1) on a cluster's VDE switch: its socket dir and MAC; empty for none.
+  std::string cluster_vde;
+  std::string cluster_mac;
 };
 
 std::string domain_xml(const DomainSpec& spec);

@@ -58,6 +58,8 @@ struct LibvirtState {
   std::string mac;
   std::string ip;            // named networks: the DHCP lease
   std::vector<virt::Share> shares;  // host folders over virtio-9p, mounted by berth-os
+  std::string cluster_vde;   // a cluster's VDE switch (eth1 on its private segment); "" for none
+  std::string cluster_mac;
 };
 
 std::string default_uri() { return ::geteuid() == 0 ? "qemu:///system" : "qemu:///session"; }
@@ -98,6 +100,10 @@ class LibvirtDriver final : public Driver {
     dir_ = fs::absolute(ctx_.machine_dir, ec).lexically_normal();
     if (dir_.filename().empty()) dir_ = dir_.parent_path();
     if (s_.mac.empty()) s_.mac = mac_for(domain_name());
+    if (ctx_.cluster_link) {
+      s_.cluster_vde = ctx_.cluster_link->vde_socket.string();
+      s_.cluster_mac = ctx_.cluster_link->mac;
+    }
   }
 
   void pre_create_check() override {
@@ -296,6 +302,8 @@ class LibvirtDriver final : public Driver {
             {"mac", s_.mac},
             {"ip", s_.ip},
             {"shares", shares_json(s_.shares)},
+            {"cluster_vde", s_.cluster_vde},
+            {"cluster_mac", s_.cluster_mac},
             {"domain", domain_name()}};
   }
 
@@ -550,6 +558,8 @@ class LibvirtDriver final : public Driver {
     d.mac = s_.mac;
     d.dac_label = dac_label();
     d.shares = s_.shares;
+    d.cluster_vde = s_.cluster_vde;
+    d.cluster_mac = s_.cluster_mac;
     return d;
   }
 
@@ -660,6 +670,8 @@ LibvirtState state_from_json(const nlohmann::json& j) {
   if (auto it = j.find("shares"); it != j.end() && it->is_array())
     for (const auto& share : *it)
       s.shares.push_back({share.value("tag", ""), share.value("host", ""), share.value("guest", "")});
+  s.cluster_vde = j.value("cluster_vde", "");
+  s.cluster_mac = j.value("cluster_mac", "");
   return s;
 }
 

@@ -146,6 +146,25 @@ TEST(DomainXml, BerthOsKernelBootWithUserNetworking) {
   expect_valid("domain.rng", x);
 }
 
+TEST(DomainXml, AClusterMemberGetsASecondNicOnItsVdeSwitch) {
+  DomainSpec s = berth_os_spec();
+  s.cluster_vde = "/store/clusters/lab/vde";
+  s.cluster_mac = "52:54:00:be:c8:0b";
+  Xml x(domain_xml(s));
+  EXPECT_EQ(x.all("/domain/qemu:commandline/qemu:arg/@value"),
+            (std::vector<std::string>{"-netdev",
+                                      "user,id=n0,hostfwd=tcp:127.0.0.1:40022-:22,hostfwd=tcp:127.0.0.1:40376-:2376",
+                                      "-device", "virtio-net-pci,netdev=n0,bus=pcie.0,addr=0x10,mac=52:54:00:aa:bb:cc",
+                                      "-netdev", "vde,id=n1,sock=/store/clusters/lab/vde", "-device",
+                                      "virtio-net-pci,netdev=n1,bus=pcie.0,addr=0x11,mac=52:54:00:be:c8:0b"}));
+  expect_valid("domain.rng", x);
+  // On a libvirt network the VDE NIC still goes to QEMU directly.
+  s.network = "berthnet";
+  Xml named(domain_xml(s));
+  EXPECT_EQ(named.count("/domain/devices/interface"), 1u);
+  EXPECT_EQ(named.all("/domain/qemu:commandline/qemu:arg/@value").size(), 4u);
+}
+
 TEST(DomainXml, EachShareIsAMappedVirtio9pFilesystemWithItsTag) {
   DomainSpec s = berth_os_spec();
   EXPECT_EQ(Xml(domain_xml(s)).count("/domain/devices/filesystem"), 0u);

@@ -27,6 +27,11 @@ if ((${#missing[@]})); then
   apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
+# etcd-server's package may start a local etcd: berth only uploads the binary
+# to cluster members, so keep the service off.
+if command -v systemctl >/dev/null 2>&1; then systemctl disable --now etcd >/dev/null 2>&1 || true; fi
+pgrep -x etcd >/dev/null 2>&1 && { service etcd stop >/dev/null 2>&1 || true; }
+
 # The docker CLI is berth's client. Debian's docker.io brings one; berth never
 # needs its daemon, so keep that stopped.
 if ! command -v docker >/dev/null 2>&1; then

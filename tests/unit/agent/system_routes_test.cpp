@@ -104,6 +104,7 @@ struct SystemRoutes : ::testing::Test {
                         {"env=prod", "zone=a"},
                         {"10.0.0.0/8", "fd00::/8", "myregistry:5000"},
                         {"https://mirror.example/"},
+                        {},
                         {}};
 
   Response get(const std::string& target, const std::string& method = "GET") {

@@ -248,6 +248,8 @@ void add_container_routes(Router& router, Engine& engine) {
   router.add("GET", "/exec/{id}/json", [&cm](const Request& r) {
     return Response::json(200, cm.exec_inspect(r.params.at("id")));
   });
+
+  add_container_stats_routes(router, engine);
 }
 
 }  // namespace berth::agent::api

@@ -11,6 +11,7 @@
 #include <set>
 #include <sstream>
 
+#include "agent/build/config_changes.h"
 #include "agent/build/copy.h"
 #include "agent/build/dockerignore.h"
 #include "agent/build/error.h"
@@ -27,8 +28,6 @@ namespace berth::agent::build {
 namespace fs = std::filesystem;
 using nlohmann::json;
 using text::clean_path;
-using text::go_quote;
-using text::parse_go_int32;
 using text::to_lower;
 
 namespace {
@@ -60,13 +59,6 @@ std::string join(const std::vector<std::string>& v, const std::string& sep) {
   return out;
 }
 
-// Go's %q of a []string: ["a" "b"].
-std::string go_list(const std::vector<std::string>& v) {
-  std::string out = "[";
-  for (std::size_t i = 0; i < v.size(); ++i) out += (i ? " " : "") + go_quote(v[i]);
-  return out + "]";
-}
-
 std::vector<std::string> strings_of(const json& j) {
   std::vector<std::string> out;
   if (j.is_array())
@@ -76,19 +68,6 @@ std::vector<std::string> strings_of(const json& j) {
 }
 
 std::string env_key(const std::string& kv) { return kv.substr(0, kv.find('=')); }
-
-void set_env(json& config, const std::string& key, const std::string& value) {
-  json env = config.contains("Env") && config["Env"].is_array() ? config["Env"] : json::array();
-  std::string entry = key + "=" + value;
-  for (json& e : env)
-    if (e.is_string() && env_key(e.get<std::string>()) == key) {
-      e = entry;
-      config["Env"] = env;
-      return;
-    }
-  env.push_back(entry);
-  config["Env"] = env;
-}
 
 // A path joined to WORKDIR as dockerd does (trailing '/' kept).
 std::string in_workdir(const std::string& workdir, const std::string& path) {
@@ -217,10 +196,7 @@ struct Builder::Impl {
     if (!s.image.contains("config") || !s.image["config"].is_object()) s.image["config"] = json::object();
     return s.image["config"];
   }
-  static std::vector<std::string> shell_of(const json& config) {
-    auto shell = strings_of(config.value("Shell", json::array()));
-    return shell.empty() ? std::vector<std::string>{"/bin/sh", "-c"} : shell;
-  }
+  static std::vector<std::string> shell_of(const json& config) { return config_shell(config); }
 
   // The next image: `state`'s with a history entry and, when a layer was
   // made, its diff id. Committed, remembered under `key`, and made current.
@@ -292,21 +268,8 @@ struct Builder::Impl {
       expand_instruction(in, vars, escape);
     }
     json& c = config_of(s);
-    if (auto* env = in.as<EnvInstruction>()) {
-      std::vector<std::string> parts;
-      for (const KeyValue& kv : env->vars) {
-        set_env(c, kv.key, kv.value);
-        parts.push_back(kv.key + "=" + kv.value);
-      }
-      metadata(s, "ENV " + join(parts, " "));
-    } else if (auto* label = in.as<LabelInstruction>()) {
-      if (!c.contains("Labels") || !c["Labels"].is_object()) c["Labels"] = json::object();
-      std::vector<std::string> parts;
-      for (const KeyValue& kv : label->labels) {
-        c["Labels"][kv.key] = kv.value;
-        parts.push_back(kv.key + "=" + kv.value);
-      }
-      metadata(s, "LABEL " + join(parts, " "));
+    if (auto comment = apply_config_instruction(c, in, s.cmd_set)) {
+      metadata(s, *comment);
     } else if (auto* arg = in.as<ArgInstruction>()) {
       std::vector<std::string> parts;
       for (const auto& a : arg->args) {
@@ -316,62 +279,9 @@ struct Builder::Impl {
         parts.push_back(a.value ? a.name + "=" + *a.value : a.name);
       }
       metadata(s, "ARG " + join(parts, " "));
-    } else if (auto* cmd = in.as<CmdInstruction>()) {
-      std::vector<std::string> argv = command_argv(c, cmd->command);
-      c["Cmd"] = argv;
-      s.cmd_set = true;
-      metadata(s, "CMD " + go_list(argv));
-    } else if (auto* ep = in.as<EntrypointInstruction>()) {
-      std::vector<std::string> argv = command_argv(c, ep->command);
-      c["Entrypoint"] = argv.empty() ? json(nullptr) : json(argv);
-      if (!s.cmd_set) c["Cmd"] = nullptr;  // an inherited CMD does not go with a new ENTRYPOINT
-      metadata(s, "ENTRYPOINT " + go_list(argv));
-    } else if (auto* shell = in.as<ShellInstruction>()) {
-      c["Shell"] = shell->shell;
-      metadata(s, "SHELL " + go_list(shell->shell));
-    } else if (auto* user = in.as<UserInstruction>()) {
-      c["User"] = user->user;
-      metadata(s, "USER " + user->user);
-    } else if (auto* expose = in.as<ExposeInstruction>()) {
-      if (!c.contains("ExposedPorts") || !c["ExposedPorts"].is_object()) c["ExposedPorts"] = json::object();
-      std::vector<std::string> keys;
-      for (const std::string& p : expose->ports)
-        for (const std::string& k : expose_keys(p)) {
-          c["ExposedPorts"][k] = json::object();
-          keys.push_back(k);
-        }
-      metadata(s, "EXPOSE " + join(keys, " "));
-    } else if (auto* volume = in.as<VolumeInstruction>()) {
-      if (!c.contains("Volumes") || !c["Volumes"].is_object()) c["Volumes"] = json::object();
-      for (const std::string& v : volume->paths) {
-        if (v.empty()) throw BuildError("VOLUME specified can not be an empty string", in.line);
-        c["Volumes"][v] = json::object();
-      }
-      metadata(s, "VOLUME [" + join(volume->paths, " ") + "]");
-    } else if (auto* stop = in.as<StopsignalInstruction>()) {
-      if (!runtime::parse_signal(stop->signal))
-        throw BuildError("Invalid signal: " + stop->signal, in.line);
-      c["StopSignal"] = stop->signal;
-      metadata(s, "STOPSIGNAL " + stop->signal);
-    } else if (auto* health = in.as<HealthcheckInstruction>()) {
-      json h = {{"Test", health->test}};
-      auto add = [&](const char* k, std::chrono::nanoseconds v) {
-        if (v.count()) h[k] = v.count();
-      };
-      add("Interval", health->interval);
-      add("Timeout", health->timeout);
-      add("StartPeriod", health->start_period);
-      add("StartInterval", health->start_interval);
-      if (health->retries) h["Retries"] = health->retries;
-      c["Healthcheck"] = h;
-      metadata(s, "HEALTHCHECK " + h.dump());
     } else if (auto* maintainer = in.as<MaintainerInstruction>()) {
       s.image["author"] = maintainer->maintainer;
       metadata(s, "MAINTAINER " + maintainer->maintainer);
-    } else if (auto* onbuild = in.as<OnbuildInstruction>()) {
-      if (!c.contains("OnBuild") || !c["OnBuild"].is_array()) c["OnBuild"] = json::array();
-      c["OnBuild"].push_back(onbuild->expression);
-      metadata(s, "ONBUILD " + onbuild->expression);
     } else if (auto* workdir = in.as<WorkdirInstruction>()) {
       dispatch_workdir(s, workdir->path);
     } else if (auto* run = in.as<RunInstruction>()) {
@@ -381,40 +291,6 @@ struct Builder::Impl {
     } else if (auto* add = in.as<AddInstruction>()) {
       dispatch_copy(s, *add, "", "ADD", true, in.line);
     }
-  }
-
-  std::vector<std::string> command_argv(const json& config, const CommandLine& cl) {
-    if (!cl.shell_form) return cl.args;
-    if (cl.args.empty()) return {};
-    std::vector<std::string> argv = shell_of(config);
-    argv.push_back(shell_script(cl));
-    return argv;
-  }
-
-  // "80" -> "80/tcp"; "8000-8002/udp" -> three keys.
-  static std::vector<std::string> expose_keys(const std::string& spec) {
-    std::string port = spec, proto = "tcp";
-    if (auto slash = spec.find('/'); slash != std::string::npos) {
-      port = spec.substr(0, slash);
-      proto = to_lower(spec.substr(slash + 1));
-    }
-    if (proto != "tcp" && proto != "udp" && proto != "sctp")
-      throw BuildError("invalid proto: " + proto);
-    auto number = [&](const std::string& p) {
-      std::int32_t v = 0;
-      std::string err;
-      if (!parse_go_int32(p, v, err) || v < 0 || v > 65535) throw BuildError("invalid containerPort: " + spec);
-      return v;
-    };
-    std::vector<std::string> out;
-    if (auto dash = port.find('-'); dash != std::string::npos) {
-      int a = number(port.substr(0, dash)), b = number(port.substr(dash + 1));
-      if (b < a) throw BuildError("invalid range specified for container port: " + spec);
-      for (int p = a; p <= b; ++p) out.push_back(std::to_string(p) + "/" + proto);
-    } else {
-      out.push_back(std::to_string(number(port)) + "/" + proto);
-    }
-    return out;
   }
 
   void dispatch_run(State& s, const RunInstruction& run, int line) {
@@ -458,8 +334,7 @@ struct Builder::Impl {
 
   void dispatch_workdir(State& s, const std::string& path) {
     json& c = config_of(s);
-    std::string dir = in_workdir(c.value("WorkingDir", ""), path);
-    if (dir.size() > 1 && dir.back() == '/') dir.pop_back();
+    std::string dir = workdir_path(c.value("WorkingDir", ""), path);
     c["WorkingDir"] = dir;
     const std::string created_by = join(shell_of(c), " ") + " #(nop) WORKDIR " + dir;
     const std::string key = cache_key(s, created_by, c);

@@ -6,6 +6,7 @@
 
 #include "agent/api/http.h"
 #include "agent/build/error.h"
+#include "agent/build/store_layer.h"
 #include "agent/engine.h"
 #include "agent/image/digest.h"
 #include "agent/image/fs_util.h"
@@ -196,21 +197,7 @@ image::LayerTar RuntimeBackend::add_layer(const std::string& image_id, const Tar
     if (!rec) throw BuildError("No such image: " + image_id);
     if (!rec->chain_ids.empty()) parent = rec->chain_ids.back();
   }
-  image::TempFile tmp(store.root() / "tmp");
-  image::Sha256 hash;
-  image::LayerTar info;
-  write([&](const char* p, std::size_t n) {
-    hash.update(p, n);
-    tmp.write(p, n);
-    info.tar_size += n;
-  });
-  info.diff_id = hash.digest();
-  const std::uint64_t size = tmp.size();
-  if (!store.has_blob(info.diff_id)) tmp.commit(store.blob_path(info.diff_id));
-  image::LayerInfo layer =
-      store.add_layer(parent, {info.diff_id, std::string(image::kMediaLayerTar), size}, info.diff_id);
-  info.size = layer.size;
-  return info;
+  return store_layer(store, parent, write);
 }
 
 std::string RuntimeBackend::commit(const json& config) { return engine_.images.add_image(config.dump()); }

@@ -234,7 +234,16 @@ std::string status_text(const json& state, std::int64_t now) {
     if (!t) return 0;
     return (now - *t) / 1'000'000'000;
   };
-  if (status == "running") return "Up " + human_duration(since("StartedAt"));
+  if (status == "running") {
+    std::string up = "Up " + human_duration(since("StartedAt"));
+    // dockerd's Health.String(): "(health: starting)", "(healthy)", "(unhealthy)".
+    if (auto h = state.find("Health"); h != state.end() && h->is_object()) {
+      std::string health = h->value("Status", "");
+      if (health.empty()) health = "unhealthy";
+      up += health == "starting" ? " (health: starting)" : " (" + health + ")";
+    }
+    return up;
+  }
   if (status == "paused") return "Up " + human_duration(since("StartedAt")) + " (Paused)";
   if (status == "restarting")
     return "Restarting (" + std::to_string(state.value("ExitCode", 0)) + ") " +

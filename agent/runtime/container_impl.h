@@ -34,12 +34,15 @@
 #include "agent/runtime/container_format.h"
 #include "agent/runtime/exec_relay.h"
 #include "agent/runtime/fd.h"
+#include "agent/runtime/health_scheduler.h"
 #include "agent/runtime/in_root.h"
 #include "agent/runtime/json_log.h"
 #include "agent/runtime/oci_spec.h"
+#include "agent/runtime/probe_runner.h"
 #include "agent/runtime/restart_policy.h"
 #include "agent/runtime/security.h"
 #include "agent/runtime/shim.h"
+#include "agent/runtime/stats_collector.h"
 
 namespace berth::agent::runtime {
 
@@ -321,6 +324,31 @@ struct ContainerManager::Impl {
   void wait_exit(const ContainerPtr& c, std::uint64_t exits_before,
                  std::optional<std::chrono::milliseconds> timeout);
   void restore_one(const ContainerPtr& c, bool first_boot, std::vector<ContainerPtr>& to_start);
+
+  // ---- health checks, docker stats, docker update ----
+  // container_health.cpp: every container's probes from one scheduler thread,
+  // run and reaped by one ProbeRunner thread.
+  std::unique_ptr<ProbeRunner> probe_runner;
+  std::unique_ptr<HealthScheduler> health;
+  // probe in flight -> its container and the execID of its events; mu held
+  std::map<std::uint64_t, std::pair<std::string, std::string>> probe_execs;
+  void start_monitors();  // restore(): the scheduler, and the running containers' probes
+  void stop_monitors();   // shutdown(); idempotent
+  // Start probing (start, restore: `fresh` resets to "starting"; unpause).
+  // False when the container has no health check. mu held; the caller saves.
+  bool health_begin(Container& c, bool fresh);
+  // Stop probing (stop, exit, pause, remove); dockerd then says "unhealthy". mu held.
+  void health_end(Container& c);
+  void health_report(const std::string& id, std::uint64_t generation, const HealthRecord& record,
+                     bool status_changed);
+  void probe_started(const std::string& id, std::uint64_t probe, const std::vector<std::string>& command);
+  void probe_finished(std::uint64_t probe, int exit_code, std::string output);
+  // container_stats.cpp: the samples behind every stats stream.
+  std::once_flag stats_once;
+  std::unique_ptr<StatsCollector> stats;
+  StatsCollector& stats_collector();
+  // A container's sample (empty_stats when not running); nullopt when it is gone.
+  std::optional<json> stats_sample(const std::string& id, const SystemCpu& system) const;
 };
 
 }  // namespace berth::agent::runtime

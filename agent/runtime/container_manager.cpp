@@ -70,6 +70,7 @@ void ContainerManager::Impl::on_shim_exit(const std::string& id) {
     if (c->removed) return;
     json& s = c->doc["State"];
     mark_exited(s, st);
+    health_end(*c);
     s["Error"] = st.error;
     c->shim_pid = -1;
     c->shim_ready = false;
@@ -294,6 +295,7 @@ bool ContainerManager::Impl::start_locked(const ContainerPtr& c, bool by_policy)
       s["FinishedAt"] = kZeroTime;
       c->berth()["ShimPid"] = shim_pid;
       c->doc["Config"]["Hostname"] = hostname.empty() ? c->doc["Config"]["Hostname"] : json(hostname);
+      health_begin(*c, true);
       save(*c);
       emit_volumes(*c, "mount");
       emit(*c, "start");
@@ -370,6 +372,7 @@ bool ContainerManager::Impl::stop_locked(const ContainerPtr& c, std::optional<in
     }
     if (!c->running()) return false;
     c->berth()["StoppedByUser"] = true;
+    health_end(*c);
     save(*c);
     exits = c->exits;
     paused = s == "paused";
@@ -436,6 +439,7 @@ void ContainerManager::Impl::remove_locked(const ContainerPtr& c, bool force, bo
   {
     std::lock_guard l(mu);
     c->removed = true;
+    health_end(*c);
     containers.erase(c->id);
     for (const json& v : c->berth().value("AnonymousVolumes", json::array())) anon.push_back(v);
     std::erase_if(execs, [&](const auto& e) { return e.second->container_id == c->id; });
@@ -602,6 +606,7 @@ void ContainerManager::restore(Engine& engine) {
   engine.networks.set_container_hooks(hooks);
 
   m.watcher = std::thread([&m] { m.watch_loop(); });
+  m.start_monitors();
   for (const ContainerPtr& c : to_start) {
     m.spawn_worker([&m, c] {
       std::lock_guard op(c->op);
@@ -624,6 +629,7 @@ void ContainerManager::shutdown() {
     m.stopping = true;
   }
   m.cv.notify_all();
+  m.stop_monitors();
   std::uint64_t one = 1;
   (void)!::write(m.wake.get(), &one, sizeof one);
   if (m.watcher.joinable()) m.watcher.join();
@@ -671,6 +677,7 @@ ContainerManager::Created ContainerManager::create(const std::string& name_in, c
   if (args.empty()) throw HttpError(400, "no command specified");
   validate_ports(merged, hc);
   validate_resources(hc, static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
+  validate_healthcheck(merged);
   RestartPolicy policy = RestartPolicy::from_json(hc);
   if (hc.value("AutoRemove", false) && !policy.is_none())
     throw HttpError(400, "can't create 'AutoRemove' container with restart policy");
@@ -876,6 +883,7 @@ void ContainerManager::pause(const std::string& ref) {
   std::lock_guard l(m.mu);
   c->doc["State"]["Status"] = "paused";
   c->doc["State"]["Paused"] = true;
+  m.health_end(*c);
   m.save(*c);
   m.emit(*c, "pause");
 }
@@ -893,6 +901,7 @@ void ContainerManager::unpause(const std::string& ref) {
   std::lock_guard l(m.mu);
   c->doc["State"]["Status"] = "running";
   c->doc["State"]["Paused"] = false;
+  m.health_begin(*c, false);
   m.save(*c);
   m.emit(*c, "unpause");
 }

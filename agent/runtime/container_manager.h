@@ -6,6 +6,7 @@
 // The public surface is owned by the runtime module and grows with it.
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -23,6 +24,8 @@ class Connection;
 }  // namespace berth::agent
 
 namespace berth::agent::runtime {
+
+class ContainerFiles;  // container_fs.h
 
 class ContainerManager {
  public:
@@ -127,8 +130,36 @@ class ContainerManager {
   void exec_resize(const std::string& exec_id, int height, int width);
   nlohmann::json exec_inspect(const std::string& exec_id) const;
 
+  // --- docker cp, export and diff (agent/runtime/container_fs.cpp) ---
+  // The container's files until the result goes (container_fs.h); 404 for
+  // an unknown container.
+  std::unique_ptr<ContainerFiles> open_files(const std::string& ref);
+  // GET /containers/{id}/changes: [{"Path", "Kind"}] from its upper directory
+  // against its image's layers (Kind 0 modified, 1 added, 2 deleted); null
+  // when nothing changed, as dockerd answers.
+  nlohmann::json changes(const std::string& ref) const;
+  // A container event (GET /events) with dockerd's attributes plus `extra`.
+  void emit_event(const std::string& ref, const std::string& action,
+                  const std::map<std::string, std::string>& extra = {});
+
   struct Impl;
   Impl& impl() { return *impl_; }
+
+  // --- docker stats, docker update (container_stats.cpp, container_update.cpp) ---
+  struct StatsOptions {
+    bool stream = true;     // a sample per second until the container is removed
+    bool one_shot = false;  // with !stream: one sample at once, without precpu_stats
+  };
+  // GET /containers/{id}/stats: `sink` gets each sample in dockerd's shape;
+  // false from it stops. Without stream (nor one_shot) the one sample has a
+  // real precpu_stats. A container that is not running gives dockerd's
+  // zeroed sample. 404 for an unknown container.
+  void stats(const std::string& ref, const StatsOptions& options,
+             const std::function<bool(const nlohmann::json&)>& sink);
+  // POST /containers/{id}/update: checks and stores the new resources and
+  // restart policy, and applies them to a running container's cgroup.
+  // Returns {"Warnings": [...]}; errors as dockerd's (400, 404, 409, 500).
+  nlohmann::json update(const std::string& ref, const nlohmann::json& body);
 
  private:
   std::unique_ptr<Impl> impl_;

@@ -122,12 +122,20 @@ json ContainerManager::list(const ListOptions& o) const {
     if (!obj.is_object()) return false;
     return std::any_of(keys.begin(), keys.end(), [&](const std::string& k) { return obj.contains(k); });
   };
-  // No healthchecks and no swarm tasks: "health=none" and "is-task=false" match everything.
-  const bool health_excludes = std::any_of(f["health"].begin(), f["health"].end(),
-                                           [](const std::string& h) { return h != "none"; });
+  // health: State.Health.Status, "none" without a health check.
+  for (const std::string& h : f["health"])
+    if (h != "starting" && h != "healthy" && h != "unhealthy" && h != "none")
+      throw HttpError(400, "Unrecognized filter value for health: " + h);
+  auto health_of = [](const json& d) -> std::string {
+    auto h = d["State"].find("Health");
+    if (h == d["State"].end() || !h->is_object()) return "none";
+    std::string status = h->value("Status", "");
+    return status.empty() ? "unhealthy" : status;
+  };
+  // No swarm tasks: "is-task=false" matches everything.
   const bool task_excludes = std::any_of(f["is-task"].begin(), f["is-task"].end(),
                                          [](const std::string& t) { return t == "true" || t == "1"; });
-  if (health_excludes || task_excludes) return json::array();
+  if (task_excludes) return json::array();
 
   bool all = o.all || o.limit > 0 || !f["status"].empty() || !f["exited"].empty();
   json out = json::array();
@@ -158,6 +166,9 @@ json ContainerManager::list(const ListOptions& o) const {
         }))
       continue;
     if (!f["label"].empty() && !labels_match(d["Config"].value("Labels", json::object()), f["label"]))
+      continue;
+    if (!f["health"].empty() &&
+        std::find(f["health"].begin(), f["health"].end(), health_of(d)) == f["health"].end())
       continue;
     if (!f["exited"].empty()) {
       if (status != "exited") continue;

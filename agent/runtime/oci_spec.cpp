@@ -21,7 +21,8 @@ bool non_empty_array(const json& j, const char* key) {
 bool empty_value(const json& j, const char* key) {
   auto it = j.find(key);
   if (it == j.end() || it->is_null()) return true;
-  if (it->is_string() || it->is_array() || it->is_object()) return it->empty();
+  if (it->is_string()) return it->get_ref<const std::string&>().empty();  // json::empty() is false for ""
+  if (it->is_array() || it->is_object()) return it->empty();
   return false;
 }
 
@@ -257,6 +258,15 @@ json merge_image_config(const json& body, const json& image) {
     c["Entrypoint"] = json::array({c["Entrypoint"]});
   for (const char* key : {"WorkingDir", "StopSignal", "Healthcheck", "Shell", "OnBuild"})
     if (empty_value(c, key) && img.contains(key) && !img[key].is_null()) c[key] = img[key];
+  // --health-* over the image's HEALTHCHECK: what the body leaves unset comes from the image.
+  if (c.contains("Healthcheck") && c["Healthcheck"].is_object() && img.contains("Healthcheck") &&
+      img["Healthcheck"].is_object()) {
+    json& hc = c["Healthcheck"];
+    const json& image_hc = img["Healthcheck"];
+    if (!non_empty_array(hc, "Test") && image_hc.contains("Test")) hc["Test"] = image_hc["Test"];
+    for (const char* key : {"Interval", "Timeout", "StartPeriod", "StartInterval", "Retries"})
+      if ((!hc.contains(key) || hc[key] == 0) && image_hc.contains(key)) hc[key] = image_hc[key];
+  }
   for (const char* key : {"Hostname", "Domainname", "User", "WorkingDir"})
     if (!c.contains(key) || c[key].is_null()) c[key] = "";
   for (const char* key : {"AttachStdin", "AttachStdout", "AttachStderr", "Tty", "OpenStdin",

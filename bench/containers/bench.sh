@@ -6,10 +6,13 @@
 #    profile against `--security-opt seccomp=unconfined`
 #  - `docker version` latency, the floor any docker command pays (CLI start, mTLS round trip)
 #  - `docker ps -a` latency with 100 created (not started) containers
+#  - docker cp throughput (MiB/s) of a 64 MiB file into and out of a running container
 #  - pull throughput (MB/s) from a docker-registry on the host's 127.0.0.1 (the guest's 10.0.2.2)
 #  - berth-agent's RSS at idle (VmRSS from /proc in the guest), fresh and after the runs above
 #  - published ports on 127.0.0.1 through the port forwarder, native (QEMU hostfwd) and over SSH:
 #    time to the first answer after `docker run`, a 32 MiB download, small GET latency
+#  - `docker stats --no-stream` latency with 20 running containers, and what 20 health checks
+#    every second cost berth-agent (its CPU time over 60 s from /proc/PID/stat, with and without)
 # Usage: bench/containers/bench.sh [RUNS]   (default 15; BERTH_BUILD_DIR picks the build,
 #        BERTH_AGENT_BINARY the agent to upload). Prints one figure per line.
 set -euo pipefail
@@ -135,6 +138,23 @@ for i in $(seq 100); do docker create busybox true >/dev/null; done
 echo "docker ps -a with 100 created (not started) containers: median $(time_runs "$runs" docker ps -a) ms over $runs runs ($(docker ps -a -q | wc -l) listed)"
 echo "docker ps (none running) beside them: median $(time_runs "$runs" docker ps) ms over $runs runs"
 
+# --- docker cp throughput: a 64 MiB file into and out of a running container ---
+head -c $((64 << 20)) /dev/urandom >"$work/cp.bin"
+docker run -d --name cp-bench busybox sleep 3600 >/dev/null
+cp_in=() cp_out=()
+for _ in 1 2 3; do
+  t0=$(now_ms); docker cp -q "$work/cp.bin" cp-bench:/tmp/cp.bin; cp_in+=($(( $(now_ms) - t0 )))
+  rm -f "$work/cp.out"; t0=$(now_ms); docker cp -q cp-bench:/tmp/cp.bin "$work/cp.out"; cp_out+=($(( $(now_ms) - t0 )))
+done
+cmp -s "$work/cp.bin" "$work/cp.out" || echo "bench: warning: the file copied out differs" >&2
+mib_s() { awk -v ms="$1" 'BEGIN {printf "%.1f", 64 / (ms / 1000)}'; }
+cp_in_ms=$(printf '%s\n' "${cp_in[@]}" | median)
+cp_out_ms=$(printf '%s\n' "${cp_out[@]}" | median)
+echo "docker cp of a 64 MiB file into a running container: median $cp_in_ms ms over 3 copies, $(mib_s "$cp_in_ms") MiB/s"
+echo "docker cp of a 64 MiB file out of a running container: median $cp_out_ms ms over 3 copies, $(mib_s "$cp_out_ms") MiB/s"
+docker rm -f cp-bench >/dev/null
+rm -f "$work/cp.bin" "$work/cp.out"
+
 # --- pull throughput ---
 pulls=()
 for _ in 1 2 3; do
@@ -176,3 +196,32 @@ forward_figures qemu
 "$berth" forward --off "$name" >/dev/null
 BERTH_FORWARD_NATIVE=0 "$berth" forward "$name" >/dev/null
 forward_figures ssh
+
+# --- docker stats and health checks, 20 running containers ---
+docker rm -f $(docker ps -aq) >/dev/null 2>&1 || true
+for i in $(seq 20); do docker run -d --name "idle-$i" busybox sleep 100000 >/dev/null; done
+docker stats --no-stream >/dev/null  # warm-up
+echo "docker stats --no-stream with 20 running containers (20 streams at once): median $(time_runs "$runs" docker stats --no-stream) ms over $runs runs"
+# The agent's CPU ticks (utime+stime), and with its reaped children (the probes' crun exec).
+agent_ticks() { vm 'awk "{print \$14 + \$15, \$14 + \$15 + \$16 + \$17}" /proc/$(cat /run/berth-agent.pid)/stat'; }
+agent_cpu_over() {  # SECONDS: "self children+self" CPU seconds of the agent over that time
+  local a b hz
+  hz=$(vm 'getconf CLK_TCK')
+  a=$(agent_ticks); sleep "$1"; b=$(agent_ticks)
+  echo "$a $b" | awk -v hz="$hz" '{printf "%.2f %.2f", ($3 - $1) / hz, ($4 - $2) / hz}'
+}
+read -r idle_self idle_all < <(agent_cpu_over 60)
+docker rm -f $(docker ps -aq) >/dev/null 2>&1 || true
+for i in $(seq 20); do
+  docker run -d --name "hc-$i" --health-cmd true --health-interval 1s busybox sleep 100000 >/dev/null
+done
+sleep 10
+docker events --filter event=exec_die --format '{{.Actor.ID}}' >"$work/probes" &
+events_pid=$!
+read -r hc_self hc_all < <(agent_cpu_over 60)
+kill "$events_pid" 2>/dev/null; wait "$events_pid" 2>/dev/null || true
+probes=$(wc -l <"$work/probes")
+healthy=$(docker ps --filter health=healthy -q | wc -l)
+echo "berth-agent CPU over 60 s, 20 running containers without health checks: ${idle_self} s (${idle_all} s with its children)"
+echo "berth-agent CPU over 60 s, 20 health checks every 1 s ($probes probes, $healthy/20 healthy): ${hc_self} s itself, ${hc_all} s with the probes' crun exec; $(awk -v a="$hc_self" -v b="$idle_self" -v n="$probes" 'BEGIN {printf "%.2f", n ? (a - b) / n * 1000 : 0}') ms of agent CPU per probe"
+docker rm -f $(docker ps -aq) >/dev/null 2>&1 || true

@@ -1,0 +1,414 @@
+// docker stats, docker update and health checks end to end on the shared
+// berth-os VM (tests/integration/containers/shared_vm.h): the real docker CLI,
+// the container's cgroup files read through `berth ssh`, and Debian's
+// docker-compose waiting on `depends_on: condition: service_healthy`.
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <algorithm>
+#include <ctime>
+#include <functional>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <regex>
+#include <sstream>
+#include <thread>
+
+#include "tests/integration/containers/harness.h"
+#include "tests/integration/containers/shared_vm.h"
+
+namespace berth::it::containers {
+namespace {
+
+const std::string kImage = "busybox:latest";
+const std::string kHealthImage = "it-engine/healthy:latest";
+
+class Engine : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    try {
+      lease_ = std::make_unique<SharedVmLease>();
+      // An image whose config has a HEALTHCHECK (every second, always passing).
+      const fs::path dir = vm().scratch() / "engine-images";
+      fs::create_directories(dir);
+      const fs::path tar = dir / "healthy.tar";
+      auto made = run({"python3", (source_dir() / "tests/integration/support/make_image.py").string(), tar.string(),
+                       kHealthImage, "--from", lease_->vm().image.tarball.string(), "--config",
+                       R"({"Healthcheck":{"Test":["CMD-SHELL","echo image-check"],"Interval":1000000000}})"},
+                      {}, 60s);
+      if (!made.ok()) throw std::runtime_error("make_image.py: " + made.describe());
+      auto load = vm().docker({"load", "-i", tar.string()}, 120s);
+      if (!load.ok()) throw std::runtime_error("docker load: " + load.describe());
+      if (!vm().docker({"image", "inspect", kImage}).ok()) {
+        auto base = vm().docker({"load", "-i", lease_->vm().image.tarball.string()}, 120s);
+        if (!base.ok()) throw std::runtime_error("docker load busybox: " + base.describe());
+      }
+    } catch (const std::exception& e) {
+      setup_error_ = std::string("suite setup failed: ") + e.what();
+    }
+  }
+  static void TearDownTestSuite() {
+    if (lease_) vm().docker({"rmi", "-f", kHealthImage});
+    lease_.reset();
+  }
+  void SetUp() override { ASSERT_TRUE(setup_error_.empty()) << setup_error_; }
+
+  static Machine& vm() { return *lease_->vm().machine; }
+
+  static RunResult docker(const std::vector<std::string>& args, std::chrono::milliseconds timeout = 60s) {
+    return vm().docker(args, timeout);
+  }
+  // docker ARGS..., which must succeed: a failure ends the case. Trimmed stdout.
+  static std::string must(const std::vector<std::string>& args, std::chrono::milliseconds timeout = 60s) {
+    auto r = docker(args, timeout);
+    if (!r.ok()) throw std::runtime_error("required step failed: " + describe_call(args, r));
+    return trim(r.out);
+  }
+  static std::string inspect(const std::string& format, const std::string& object) {
+    return trim(docker({"inspect", "-f", format, object}).out);
+  }
+  static std::string health(const std::string& name) { return inspect("{{.State.Health.Status}}", name); }
+  // A file of the container's cgroup, read in the VM.
+  static std::string cgroup_file(const std::string& name, const std::string& file) {
+    const std::string id = inspect("{{.Id}}", name);
+    return trim(vm().ssh("cat /sys/fs/cgroup/berth/" + id + "/" + file).out);
+  }
+  // The names `docker ps` lists with `filter`.
+  static std::vector<std::string> ps(const std::string& filter) {
+    auto names = lines(must({"ps", "-a", "--filter", filter, "--format", "{{.Names}}"}));
+    std::sort(names.begin(), names.end());
+    return names;
+  }
+  static std::string ps_status(const std::string& name) {
+    return must({"ps", "-a", "--filter", "name=^" + name + "$", "--format", "{{.Status}}"});
+  }
+  // Container events of `name` since `since` (unix seconds), their actions.
+  static std::vector<std::string> events(const std::string& name, const std::string& since,
+                                         const std::string& event = "") {
+    std::vector<std::string> args = {"events", "--since", since, "--until", std::to_string(::time(nullptr) + 1),
+                                     "--filter", "container=" + name, "--format", "{{.Action}}"};
+    if (!event.empty()) args.insert(args.end(), {"--filter", "event=" + event});
+    return lines(must(args));
+  }
+  static std::string now() { return std::to_string(::time(nullptr) - 1); }
+  // RFC 3339 as unix seconds (with a fraction).
+  static double unix_time(const std::string& rfc3339) {
+    return std::stod(trim(run({"date", "+%s.%N", "-d", rfc3339}).out));
+  }
+
+  // Removes a case's containers at its end, whatever happened.
+  struct Remove {
+    std::vector<std::string> names;
+    ~Remove() {
+      for (const auto& n : names) docker({"rm", "-f", n});
+    }
+  };
+
+  static inline std::unique_ptr<SharedVmLease> lease_;
+  static inline std::string setup_error_;
+};
+
+bool contains(const std::vector<std::string>& v, const std::string& s) {
+  return std::find(v.begin(), v.end(), s) != v.end();
+}
+
+// "12.34%" -> 12.34
+double percent(const std::string& s) { return std::stod(s.substr(0, s.find('%'))); }
+
+// --- docker stats ---
+
+TEST_F(Engine, StatsNoStreamShowsTheCpuOfABusyContainerAndItsMemoryLimit) {
+  Remove cleanup{{"eng-busy", "eng-idle", "eng-stopped"}};
+  must({"run", "-d", "--name", "eng-busy", "-m", "64m", kImage, "sh", "-c", "while :; do :; done"});
+  must({"run", "-d", "--name", "eng-idle", kImage, "sleep", "1000"});
+  must({"create", "--name", "eng-stopped", kImage, "true"});
+  std::this_thread::sleep_for(2s);
+  auto t0 = std::chrono::steady_clock::now();
+  auto out = must({"stats", "--no-stream", "--format",
+                   "{{.Name}}|{{.CPUPerc}}|{{.MemUsage}}|{{.MemPerc}}|{{.PIDs}}|{{.NetIO}}",
+                   "eng-busy", "eng-idle", "eng-stopped"});
+  auto took = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  std::map<std::string, std::vector<std::string>> rows;
+  for (const std::string& line : lines(out)) {
+    std::vector<std::string> fields;
+    std::stringstream ss(line);
+    for (std::string f; std::getline(ss, f, '|');) fields.push_back(f);
+    ASSERT_EQ(fields.size(), 6u) << line;
+    rows[fields[0]] = fields;
+  }
+  ASSERT_EQ(rows.size(), 3u) << out;
+  EXPECT_GT(percent(rows["eng-busy"][1]), 20.0) << out;
+  EXPECT_LT(percent(rows["eng-idle"][1]), 20.0) << out;
+  EXPECT_NE(rows["eng-busy"][2].find(" / 64MiB"), std::string::npos) << out;
+  EXPECT_GT(percent(rows["eng-busy"][3]), 0.0) << out;
+  EXPECT_EQ(rows["eng-busy"][4], "1") << out;
+  EXPECT_EQ(rows["eng-idle"][2].find("0B / 0B"), std::string::npos) << "the machine's memory as the limit: " << out;
+  // A container that is not running: dockerd's zeroed sample.
+  EXPECT_EQ(rows["eng-stopped"][1], "0.00%") << out;
+  EXPECT_EQ(rows["eng-stopped"][2], "0B / 0B") << out;
+  std::printf("[ figures  ] docker stats --no-stream of 3 containers: %.2f s\n", took);
+  // The same from the API: dockerd's JSON shape.
+  auto [status, body] = vm().api("GET", "/v1.47/containers/eng-busy/stats?stream=false");
+  ASSERT_EQ(status, 200) << body;
+  auto s = nlohmann::json::parse(body);
+  EXPECT_EQ(s["name"], "/eng-busy");
+  EXPECT_EQ(s["memory_stats"]["limit"], 64 * 1024 * 1024);
+  EXPECT_GT(s["cpu_stats"]["cpu_usage"]["total_usage"].get<double>(),
+            s["precpu_stats"]["cpu_usage"]["total_usage"].get<double>());
+  EXPECT_GT(s["cpu_stats"]["online_cpus"].get<int>(), 0);
+  EXPECT_TRUE(s["networks"].contains("eth0")) << body;
+  EXPECT_TRUE(s["memory_stats"]["stats"].contains("inactive_file")) << body;
+  auto [status404, body404] = vm().api("GET", "/v1.47/containers/eng-nosuch/stats?stream=false");
+  EXPECT_EQ(status404, 404) << body404;
+}
+
+TEST_F(Engine, StatsStreamsJsonOncePerSecond) {
+  Remove cleanup{{"eng-stream"}};
+  must({"run", "-d", "--name", "eng-stream", "-m", "32m", kImage, "sh", "-c", "while :; do :; done"});
+  SpawnOptions options;
+  options.env = vm().docker_env();
+  Process stats = Process::start({"docker", "stats", "--format", "{{json .}}", "eng-stream"}, options);
+  std::this_thread::sleep_for(6s);
+  const std::string out = stats.stdout_so_far();
+  stats.signal(SIGINT);
+  stats.wait(10s);
+  std::vector<nlohmann::json> samples;
+  static const std::regex object(R"(\{"BlockIO"[^\n]*?\})");
+  for (std::sregex_iterator it(out.begin(), out.end(), object), end; it != end; ++it)
+    samples.push_back(nlohmann::json::parse(it->str()));
+  ASSERT_GE(samples.size(), 3u) << out;
+  const auto& last = samples.back();
+  EXPECT_EQ(last["Name"], "eng-stream");
+  EXPECT_GT(percent(last["CPUPerc"]), 20.0) << last.dump();
+  EXPECT_NE(last["MemUsage"].get<std::string>().find("/ 32MiB"), std::string::npos) << last.dump();
+}
+
+// --- docker update ---
+
+TEST_F(Engine, UpdateChangesTheRunningContainersCgroupAndIsKept) {
+  Remove cleanup{{"eng-upd", "eng-nolimit", "eng-rm"}};
+  must({"run", "-d", "--name", "eng-upd", "-m", "32m", kImage, "sleep", "1000"});
+  const std::string since = now();
+  EXPECT_EQ(cgroup_file("eng-upd", "memory.max"), "33554432");
+  EXPECT_EQ(must({"update", "-m", "48m", "--cpus", "0.5", "--pids-limit", "20", "--cpu-shares", "512",
+                  "--restart", "always", "eng-upd"}),
+            "eng-upd");
+  EXPECT_EQ(cgroup_file("eng-upd", "memory.max"), "50331648");
+  EXPECT_EQ(cgroup_file("eng-upd", "cpu.max"), "50000 100000");
+  EXPECT_EQ(cgroup_file("eng-upd", "pids.max"), "20");
+  EXPECT_EQ(cgroup_file("eng-upd", "cpu.weight"), "20");
+  // The container sees its own limits.
+  EXPECT_EQ(trim(docker({"exec", "eng-upd", "cat", "/sys/fs/cgroup/pids.max"}).out), "20");
+  EXPECT_EQ(inspect("{{.HostConfig.Memory}} {{.HostConfig.NanoCpus}} {{.HostConfig.PidsLimit}} "
+                    "{{.HostConfig.CpuShares}} {{.HostConfig.RestartPolicy.Name}}",
+                    "eng-upd"),
+            "50331648 500000000 20 512 always");
+  EXPECT_TRUE(contains(events("eng-upd", since, "update"), "update"));
+  // Kept: a restart builds the new cgroup from the stored HostConfig.
+  must({"restart", "-t", "1", "eng-upd"});
+  EXPECT_EQ(cgroup_file("eng-upd", "memory.max"), "50331648");
+  EXPECT_EQ(cgroup_file("eng-upd", "pids.max"), "20");
+  EXPECT_EQ(cgroup_file("eng-upd", "cpu.max"), "50000 100000");
+  // The policy took: the container comes back after its process is killed.
+  const std::string pid = inspect("{{.State.Pid}}", "eng-upd");
+  vm().ssh("kill -9 " + pid);
+  EXPECT_TRUE(eventually([&] { return inspect("{{.RestartCount}}", "eng-upd") == "1"; }, 60s, 500ms));
+
+  // dockerd's refusals.
+  must({"run", "-d", "--name", "eng-nolimit", kImage, "sleep", "1000"});
+  auto refused = docker({"update", "-m", "64m", "eng-nolimit"});
+  EXPECT_FALSE(refused.ok());
+  EXPECT_NE(refused.err.find("Memory limit should be smaller than already set memoryswap limit, update the "
+                             "memoryswap at the same time"),
+            std::string::npos)
+      << refused.describe();
+  auto with_swap = docker({"update", "-m", "64m", "--memory-swap", "128m", "eng-nolimit"});
+  EXPECT_TRUE(with_swap.ok()) << with_swap.describe();
+  EXPECT_EQ(cgroup_file("eng-nolimit", "memory.max"), "67108864");
+  auto small = docker({"update", "-m", "4m", "--memory-swap", "8m", "eng-nolimit"});
+  EXPECT_NE(small.err.find("Minimum memory limit allowed is 6MB"), std::string::npos) << small.describe();
+  must({"run", "-d", "--rm", "--name", "eng-rm", kImage, "sleep", "1000"});
+  auto rm = docker({"update", "--restart", "always", "eng-rm"});
+  EXPECT_NE(rm.err.find("Restart policy cannot be updated because AutoRemove is enabled for the container"),
+            std::string::npos)
+      << rm.describe();
+}
+
+// --- health checks ---
+
+TEST_F(Engine, AHealthCheckGoesFromStartingToHealthy) {
+  Remove cleanup{{"eng-hc-ok"}};
+  const std::string since = now();
+  must({"run", "-d", "--name", "eng-hc-ok", "--health-cmd", "test -f /tmp/ready", "--health-interval", "30s",
+        "--health-start-period", "60s", "--health-start-interval", "1s", kImage, "sh", "-c",
+        "sleep 4; touch /tmp/ready; exec sleep 1000"});
+  EXPECT_EQ(health("eng-hc-ok"), "starting");
+  EXPECT_TRUE(contains(ps("health=starting"), "eng-hc-ok"));
+  EXPECT_NE(ps_status("eng-hc-ok").find("(health: starting)"), std::string::npos) << ps_status("eng-hc-ok");
+  // The start interval (1 s) applies in the start period, not the interval (30 s).
+  ASSERT_TRUE(eventually([&] { return health("eng-hc-ok") == "healthy"; }, 60s, 500ms))
+      << inspect("{{json .State.Health}}", "eng-hc-ok");
+  auto h = nlohmann::json::parse(inspect("{{json .State.Health}}", "eng-hc-ok"));
+  EXPECT_EQ(h["FailingStreak"], 0);
+  ASSERT_GE(h["Log"].size(), 2u) << h.dump();
+  EXPECT_EQ(h["Log"].back()["ExitCode"], 0);
+  EXPECT_EQ(h["Log"].front()["ExitCode"], 1) << "before /tmp/ready: " << h.dump();
+  EXPECT_LE(h["Log"].size(), 5u);
+  EXPECT_TRUE(contains(ps("health=healthy"), "eng-hc-ok"));
+  EXPECT_FALSE(contains(ps("health=starting"), "eng-hc-ok"));
+  EXPECT_NE(ps_status("eng-hc-ok").find("(healthy)"), std::string::npos) << ps_status("eng-hc-ok");
+  auto health_events = events("eng-hc-ok", since, "health_status");
+  EXPECT_EQ(health_events, std::vector<std::string>{"health_status: healthy"});
+  auto execs = events("eng-hc-ok", since, "exec_create");
+  ASSERT_FALSE(execs.empty());
+  EXPECT_EQ(execs[0], "exec_create: /bin/sh -c test -f /tmp/ready");
+  EXPECT_FALSE(events("eng-hc-ok", since, "exec_die").empty());
+}
+
+TEST_F(Engine, RetriesAndTimeoutsMakeItUnhealthy) {
+  Remove cleanup{{"eng-hc-bad", "eng-hc-slow"}};
+  const std::string since = now();
+  must({"run", "-d", "--name", "eng-hc-bad", "--health-cmd", "echo failing; exit 1", "--health-interval", "1s",
+        "--health-retries", "2", kImage, "sleep", "1000"});
+  must({"run", "-d", "--name", "eng-hc-slow", "--health-cmd", "sleep 30", "--health-timeout", "1s",
+        "--health-interval", "1s", "--health-retries", "1", kImage, "sleep", "1000"});
+  ASSERT_TRUE(eventually([&] { return health("eng-hc-bad") == "unhealthy"; }, 60s, 500ms))
+      << inspect("{{json .State.Health}}", "eng-hc-bad");
+  auto bad = nlohmann::json::parse(inspect("{{json .State.Health}}", "eng-hc-bad"));
+  EXPECT_GE(bad["FailingStreak"].get<int>(), 2);
+  EXPECT_EQ(bad["Log"][0]["ExitCode"], 1);
+  EXPECT_EQ(bad["Log"][0]["Output"], "failing\n");
+  EXPECT_NE(ps_status("eng-hc-bad").find("(unhealthy)"), std::string::npos) << ps_status("eng-hc-bad");
+  EXPECT_EQ(events("eng-hc-bad", since, "health_status"), std::vector<std::string>{"health_status: unhealthy"});
+
+  ASSERT_TRUE(eventually([&] { return health("eng-hc-slow") == "unhealthy"; }, 60s, 500ms))
+      << inspect("{{json .State.Health}}", "eng-hc-slow");
+  auto slow = nlohmann::json::parse(inspect("{{json .State.Health}}", "eng-hc-slow"));
+  EXPECT_EQ(slow["Log"][0]["ExitCode"], -1);
+  EXPECT_EQ(slow["Log"][0]["Output"], "Health check exceeded timeout (1s)");
+  // Killed probes are gone from the container: never more than the one in flight.
+  for (int i = 0; i < 5; ++i) {
+    auto top = docker({"top", "eng-hc-slow"});
+    std::size_t probes = 0;
+    for (const std::string& line : lines(top.out)) probes += line.find("sleep 30") != std::string::npos;
+    EXPECT_LE(probes, 1u) << top.out;
+    std::this_thread::sleep_for(1s);
+  }
+
+  auto unhealthy = ps("health=unhealthy");
+  EXPECT_TRUE(contains(unhealthy, "eng-hc-bad") && contains(unhealthy, "eng-hc-slow"));
+  EXPECT_FALSE(contains(ps("health=healthy"), "eng-hc-bad"));
+  auto bogus = docker({"ps", "--filter", "health=sick"});
+  EXPECT_NE(bogus.err.find("Unrecognized filter value for health: sick"), std::string::npos) << bogus.describe();
+}
+
+TEST_F(Engine, TheImagesHealthcheckTheFlagsOverItAndNoHealthcheck) {
+  Remove cleanup{{"eng-hc-image", "eng-hc-flags", "eng-hc-none"}};
+  must({"run", "-d", "--name", "eng-hc-image", kHealthImage, "sleep", "1000"});
+  must({"run", "-d", "--name", "eng-hc-flags", "--health-retries", "7", kHealthImage, "sleep", "1000"});
+  must({"run", "-d", "--name", "eng-hc-none", "--no-healthcheck", kHealthImage, "sleep", "1000"});
+  EXPECT_TRUE(eventually([&] { return health("eng-hc-image") == "healthy"; }, 60s, 500ms));
+  auto log = nlohmann::json::parse(inspect("{{json .State.Health.Log}}", "eng-hc-image"));
+  EXPECT_EQ(log.back()["Output"], "image-check\n");
+  // --health-retries alone keeps the image's test and interval.
+  EXPECT_EQ(inspect("{{json .Config.Healthcheck.Test}}", "eng-hc-flags"), R"(["CMD-SHELL","echo image-check"])");
+  EXPECT_EQ(inspect("{{.Config.Healthcheck.Retries}}", "eng-hc-flags"), "7");
+  EXPECT_TRUE(eventually([&] { return health("eng-hc-flags") == "healthy"; }, 60s, 500ms));
+  // --no-healthcheck: no State.Health at all.
+  EXPECT_EQ(inspect("{{json .State.Health}}", "eng-hc-none"), "null");
+  EXPECT_TRUE(contains(ps("health=none"), "eng-hc-none"));
+  EXPECT_FALSE(contains(ps("health=none"), "eng-hc-image"));
+  EXPECT_EQ(ps_status("eng-hc-none").find("health"), std::string::npos);
+}
+
+TEST_F(Engine, AnAgentRestartKeepsTheProbesGoingAndStopEndsThem) {
+  Remove cleanup{{"eng-hc-keep"}};
+  must({"run", "-d", "--name", "eng-hc-keep", "--health-cmd", "true", "--health-interval", "1s", kImage,
+        "sleep", "1000"});
+  ASSERT_TRUE(eventually([&] { return health("eng-hc-keep") == "healthy"; }, 60s, 500ms));
+  auto restart = vm().ssh("/etc/berth/berth-agent.sh restart", 90s);
+  ASSERT_EQ(restart.exit_code, 0) << restart.describe();
+  ASSERT_TRUE(eventually([&] { return docker({"version"}).ok(); }, 60s, 500ms));
+  const double restarted = static_cast<double>(::time(nullptr));
+  EXPECT_EQ(inspect("{{.State.Running}}", "eng-hc-keep"), "true");
+  // dockerd's restore starts over from "starting"; the probes go on.
+  ASSERT_TRUE(eventually([&] {
+    auto h = nlohmann::json::parse(inspect("{{json .State.Health}}", "eng-hc-keep"));
+    return h["Status"] == "healthy" && unix_time(h["Log"].back()["End"]) > restarted;
+  }, 60s, 500ms)) << inspect("{{json .State.Health}}", "eng-hc-keep");
+  // Stopped: dockerd says unhealthy, and no probe runs any more.
+  must({"stop", "-t", "1", "eng-hc-keep"});
+  EXPECT_EQ(health("eng-hc-keep"), "unhealthy");
+  const std::string log = inspect("{{json .State.Health.Log}}", "eng-hc-keep");
+  std::this_thread::sleep_for(3s);
+  EXPECT_EQ(inspect("{{json .State.Health.Log}}", "eng-hc-keep"), log);
+}
+
+// --- docker-compose ---
+
+TEST_F(Engine, ComposeWaitsForAHealthyService) {
+  if (!run({"bash", "-c", "command -v docker-compose"}, {}, 10s).ok()) GTEST_SKIP() << "no docker-compose";
+  const fs::path dir = vm().scratch() / "compose-health";
+  fs::create_directories(dir);
+  write_text(dir / "docker-compose.yml",
+             "version: \"2.4\"\n"
+             "services:\n"
+             "  db:\n"
+             "    image: busybox:latest\n"
+             "    command: sh -c \"sleep 6; touch /tmp/ready; exec sleep 1000\"\n"
+             "    healthcheck:\n"
+             "      test: [\"CMD\", \"test\", \"-f\", \"/tmp/ready\"]\n"
+             "      interval: 1s\n"
+             "      retries: 60\n"
+             "  app:\n"
+             "    image: busybox:latest\n"
+             "    command: sleep 1000\n"
+             "    depends_on:\n"
+             "      db:\n"
+             "        condition: service_healthy\n");
+  write_text(dir / "failing.yml",
+             "version: \"2.4\"\n"
+             "services:\n"
+             "  db:\n"
+             "    image: busybox:latest\n"
+             "    command: sleep 1000\n"
+             "    healthcheck:\n"
+             "      test: [\"CMD-SHELL\", \"exit 1\"]\n"
+             "      interval: 1s\n"
+             "      retries: 1\n"
+             "  app:\n"
+             "    image: busybox:latest\n"
+             "    command: sleep 1000\n"
+             "    depends_on:\n"
+             "      db:\n"
+             "        condition: service_healthy\n");
+  Env env = vm().docker_env();
+  // Python's requests would take these over DOCKER_CERT_PATH's CA.
+  env["REQUESTS_CA_BUNDLE"] = std::nullopt;
+  env["CURL_CA_BUNDLE"] = std::nullopt;
+  auto compose = [&](const std::string& project, const std::string& file, std::vector<std::string> args) {
+    args.insert(args.begin(), {"docker-compose", "-p", project, "-f", (dir / file).string()});
+    return run(args, env, 300s);
+  };
+  struct Down {
+    std::function<void()> fn;
+    ~Down() { fn(); }
+  } down{[&] {
+    compose("itengine", "docker-compose.yml", {"down", "-v", "-t", "1"});
+    compose("itengfail", "failing.yml", {"down", "-v", "-t", "1"});
+  }};
+  auto up = compose("itengine", "docker-compose.yml", {"up", "-d"});
+  ASSERT_TRUE(up.ok()) << up.describe();
+  EXPECT_EQ(health("itengine_db_1"), "healthy");
+  const double db_started = unix_time(inspect("{{.State.StartedAt}}", "itengine_db_1"));
+  const double app_started = unix_time(inspect("{{.State.StartedAt}}", "itengine_app_1"));
+  EXPECT_GE(app_started - db_started, 5.0) << "app started before db was healthy";
+  // An unhealthy dependency stops `up`, in compose's words.
+  auto failing = compose("itengfail", "failing.yml", {"up", "-d"});
+  EXPECT_FALSE(failing.ok()) << failing.describe();
+  EXPECT_NE((failing.out + failing.err).find("is unhealthy"), std::string::npos) << failing.describe();
+  EXPECT_NE(inspect("{{.State.Running}}", "itengfail_app_1"), "true") << "app was never started";
+}
+
+}  // namespace
+}  // namespace berth::it::containers

@@ -20,6 +20,7 @@
 #include "agent/api/system.h"
 #include "agent/build/cache.h"
 #include "agent/build_info.h"
+#include "agent/cluster/etcd_supervisor.h"
 #include "agent/config.h"
 #include "agent/daemon.h"
 #include "agent/engine.h"
@@ -46,6 +47,23 @@ void make_paths_absolute(AgentConfig& c) {
        {&c.tls.ca, &c.tls.cert, &c.tls.key, &c.log_file, &c.pid_file, &c.data_root}) {
     *p = std::filesystem::absolute(*p).lexically_normal().string();
   }
+  if (c.cluster) {
+    std::vector<std::string*> paths = {&c.cluster->tls.ca, &c.cluster->tls.cert, &c.cluster->tls.key};
+    if (c.cluster->etcd) paths.insert(paths.end(), {&c.cluster->etcd->binary, &c.cluster->etcd->data_dir});
+    for (std::string* p : paths) *p = std::filesystem::absolute(*p).lexically_normal().string();
+  }
+}
+
+// agent.json "cluster": overlay networks through etcd.
+network::ClusterSettings cluster_settings(const ClusterConfig& c, Logger& log) {
+  network::ClusterSettings s;
+  s.name = c.name;
+  s.machine = c.machine;
+  s.advertise = c.advertise;
+  s.etcd.endpoints = c.etcd_endpoints;
+  s.etcd.tls = {c.tls.ca, c.tls.cert, c.tls.key};
+  s.log = [&log](const std::string& message) { log.warn(message); };
+  return s;
 }
 
 void apply_env(const AgentConfig& c) {
@@ -126,10 +144,20 @@ int run_agent(const RunOptions& options) {
 
     if (options.daemon) report = daemonize();
 
+    // A cluster member's etcd runs as the agent's child (after daemonize: it
+    // belongs to a thread of this process), before the overlay driver needs it.
+    std::unique_ptr<cluster::EtcdSupervisor> etcd;
+    if (config.cluster && config.cluster->etcd) {
+      etcd = std::make_unique<cluster::EtcdSupervisor>(
+          cluster::etcd_process(*config.cluster, config.data_root), *log);
+      etcd->start();
+    }
+
     image::ImageStore images(config.data_root + "/image");
     volume::VolumeStore volumes(config.data_root + "/volumes");
     network::NetworkSettings network_settings;
     network_settings.manage_host = config.manage_network;
+    if (config.cluster) network_settings.cluster = cluster_settings(*config.cluster, *log);
     network::NetworkManager networks(config.data_root + "/network", network_settings);
     runtime::ContainerManager containers;
     Engine engine{engine_options, *log, images, volumes, networks, containers};
@@ -162,7 +190,10 @@ int run_agent(const RunOptions& options) {
     api::add_image_routes(router, engine);
     api::add_build_routes(router, engine);
     api::add_container_routes(router, engine);
+    api::add_container_archive_routes(router, engine);
+    api::add_commit_routes(router, engine);
     api::add_network_routes(router, engine);
+    api::add_cluster_routes(router, engine);
     api::add_volume_routes(router, engine);
     api::add_event_routes(router, engine);
     const api::Api api(std::move(router));

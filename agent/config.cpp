@@ -1,5 +1,8 @@
 #include "agent/config.h"
 
+#include <arpa/inet.h>
+
+#include <cctype>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -46,6 +49,93 @@ std::vector<std::string> get_list(const json& obj, const char* key, const std::s
     out.push_back(std::move(value));
   }
   return out;
+}
+
+bool is_ipv4(const std::string& text) {
+  in_addr a{};
+  return ::inet_pton(AF_INET, text.c_str(), &a) == 1;
+}
+
+bool is_cluster_name(const std::string& name) {
+  if (name.empty() || name.size() > 63 || !std::isalnum(static_cast<unsigned char>(name[0])))
+    return false;
+  for (char ch : name)
+    if (!std::isalnum(static_cast<unsigned char>(ch)) && ch != '-' && ch != '_' && ch != '.')
+      return false;
+  return true;
+}
+
+// "cluster": {"name", "machine", "advertise", "etcd_endpoints", "tls", "etcd"}.
+ClusterConfig parse_cluster(const json& obj, const std::string& source) {
+  if (!obj.is_object()) fail(source, "\"cluster\" must be an object");
+  ClusterConfig c;
+  auto required = [&](const json& o, const char* key, const std::string& prefix) {
+    std::string value = get_string(o, key, "", source, prefix);
+    if (value.empty()) fail(source, "\"" + prefix + key + "\" is missing");
+    return value;
+  };
+  c.name = required(obj, "name", "cluster.");
+  if (!is_cluster_name(c.name))
+    fail(source, "\"cluster.name\" is \"" + c.name +
+                     "\"; use letters, digits, '-', '_' and '.', starting with a letter or digit");
+  c.machine = required(obj, "machine", "cluster.");
+  if (!is_cluster_name(c.machine))
+    fail(source, "\"cluster.machine\" is \"" + c.machine +
+                     "\"; use letters, digits, '-', '_' and '.', starting with a letter or digit");
+  c.advertise = required(obj, "advertise", "cluster.");
+  if (!is_ipv4(c.advertise))
+    fail(source, "\"cluster.advertise\" is \"" + c.advertise + "\"; expected an IPv4 address");
+  auto endpoints = obj.find("etcd_endpoints");
+  if (endpoints == obj.end() || endpoints->is_null())
+    fail(source, "\"cluster.etcd_endpoints\" is missing");
+  if (!endpoints->is_array() || endpoints->empty())
+    fail(source, "\"cluster.etcd_endpoints\" must be a non-empty array of https:// URLs");
+  for (std::size_t i = 0; i < endpoints->size(); ++i) {
+    const json& e = (*endpoints)[i];
+    const std::string where = "cluster.etcd_endpoints[" + std::to_string(i) + "]";
+    if (!e.is_string() || !e.get<std::string>().starts_with("https://") ||
+        e.get<std::string>().size() <= 8)
+      fail(source, "\"" + where + "\" must be an https:// URL (e.g. https://192.168.200.11:2379)");
+    c.etcd_endpoints.push_back(e.get<std::string>());
+  }
+  auto tls = obj.find("tls");
+  if (tls == obj.end() || tls->is_null()) fail(source, "\"cluster.tls\" is missing");
+  if (!tls->is_object()) fail(source, "\"cluster.tls\" must be an object with ca, cert and key");
+  c.tls.ca = required(*tls, "ca", "cluster.tls.");
+  c.tls.cert = required(*tls, "cert", "cluster.tls.");
+  c.tls.key = required(*tls, "key", "cluster.tls.");
+  if (auto etcd = obj.find("etcd"); etcd != obj.end() && !etcd->is_null()) {
+    if (!etcd->is_object()) fail(source, "\"cluster.etcd\" must be an object");
+    EtcdMemberConfig m;
+    m.binary = get_string(*etcd, "binary", m.binary, source, "cluster.etcd.");
+    m.data_dir = get_string(*etcd, "data_dir", m.data_dir, source, "cluster.etcd.");
+    m.initial_cluster = get_string(*etcd, "initial_cluster",
+                                   c.machine + "=https://" + c.advertise + ":2380", source,
+                                   "cluster.etcd.");
+    bool named = false;
+    std::size_t start = 0;
+    while (start <= m.initial_cluster.size()) {
+      std::size_t comma = m.initial_cluster.find(',', start);
+      std::string entry = m.initial_cluster.substr(
+          start, comma == std::string::npos ? std::string::npos : comma - start);
+      auto eq = entry.find('=');
+      if (eq == std::string::npos || eq == 0 || !entry.substr(eq + 1).starts_with("https://"))
+        fail(source, "\"cluster.etcd.initial_cluster\" entry \"" + entry +
+                         "\" must look like NAME=https://IP:2380");
+      named = named || entry.substr(0, eq) == c.machine;
+      if (comma == std::string::npos) break;
+      start = comma + 1;
+    }
+    if (!named)
+      fail(source, "\"cluster.etcd.initial_cluster\" does not name this machine (\"" + c.machine +
+                       "=https://...\")");
+    m.initial_cluster_state =
+        get_string(*etcd, "initial_cluster_state", m.initial_cluster_state, source, "cluster.etcd.");
+    if (m.initial_cluster_state != "new" && m.initial_cluster_state != "existing")
+      fail(source, "\"cluster.etcd.initial_cluster_state\" must be \"new\" or \"existing\"");
+    c.etcd = std::move(m);
+  }
+  return c;
 }
 
 }  // namespace
@@ -117,6 +207,8 @@ AgentConfig parse_config(std::string_view text, const std::string& source) {
     if (!it->is_boolean()) fail(source, "\"manage_network\" must be true or false");
     c.manage_network = it->get<bool>();
   }
+  if (auto it = doc.find("cluster"); it != doc.end() && !it->is_null())
+    c.cluster = parse_cluster(*it, source);
   return c;
 }
 

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <nlohmann/json_fwd.hpp>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -21,6 +22,28 @@ struct TlsPaths {
 struct SecurityDefaults {
   bool no_new_privileges = false;
   std::string seccomp_profile = "builtin";  // or "unconfined", or a profile file (dockerd's format)
+};
+
+// "cluster" in agent.json: this machine is a member of a berth cluster
+// (overlay networks; berth create --cluster NAME writes it). The same
+// certificate and key (serverAuth and clientAuth, the advertise IP as a SAN)
+// serve etcd's client and peer TLS and the agent as an etcd client.
+struct EtcdMemberConfig {
+  std::string binary = "/usr/local/lib/berth/etcd";
+  std::string data_dir = "/var/lib/berth/etcd";
+  // "a=https://192.168.200.11:2380,b=https://192.168.200.12:2380"; must name
+  // this machine. Default: this machine alone.
+  std::string initial_cluster;
+  std::string initial_cluster_state = "new";  // or "existing" (a member added later)
+};
+
+struct ClusterConfig {
+  std::string name;       // the cluster ("lab"); also etcd's --initial-cluster-token
+  std::string machine;    // this member's name (etcd's --name)
+  std::string advertise;  // IPv4 on the cluster segment: VXLAN underlay, etcd peer/client address
+  std::vector<std::string> etcd_endpoints;  // "https://IP:2379", tried in turn
+  TlsPaths tls;                             // ca, cert, key: all required
+  std::optional<EtcdMemberConfig> etcd;     // set on machines that run an etcd member
 };
 
 struct AgentConfig {
@@ -41,6 +64,7 @@ struct AgentConfig {
   // False: the agent makes no bridges, iptables rules, sysctls or DNS servers
   // (containers then only get "host" and "none"). For tests on a build host.
   bool manage_network = true;
+  std::optional<ClusterConfig> cluster;  // none: not a cluster member
 };
 
 inline constexpr const char* kDefaultConfigPath = "/etc/berth/agent.json";

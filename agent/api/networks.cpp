@@ -45,14 +45,14 @@ Response list(NetworkManager& nm, const Request& req) {
   };
   json out = json::array();
   for (json& n : nm.list()) {
-    const std::string name = n["Name"], id = n["Id"], driver = n["Driver"];
+    const std::string name = n["Name"], id = n["Id"], driver = n["Driver"], scope = n["Scope"];
     bool builtin = name == "bridge" || name == "host" || name == "none";
     builtin = builtin && nm.is_predefined(id);
     auto labels = labels_of(n);
     bool ok = any(filters["name"], [&](const std::string& w) { return name.find(w) != std::string::npos; }) &&
               any(filters["id"], [&](const std::string& w) { return id.find(w) != std::string::npos; }) &&
               any(filters["driver"], [&](const std::string& w) { return w == driver; }) &&
-              any(filters["scope"], [&](const std::string& w) { return w == "local"; }) &&
+              any(filters["scope"], [&](const std::string& w) { return w == scope; }) &&
               any(filters["type"],
                   [&](const std::string& w) { return (w == "builtin") == builtin; });
     for (const std::string& l : filters["label"]) ok = ok && network::label_matches(labels, l);
@@ -92,6 +92,7 @@ Response create(NetworkManager& nm, const Request& req) {
         if (!c.subnet.empty()) throw HttpError(400, "only one IPv4 subnet per network is supported");
         c.subnet = subnet;
         c.gateway = string_field(entry, "Gateway");
+        c.ip_range = string_field(entry, "IPRange");
         if (c.subnet.empty() && !c.gateway.empty())
           throw HttpError(400, "a gateway needs a subnet");
       }

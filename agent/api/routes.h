@@ -8,7 +8,12 @@ namespace berth::agent::api {
 void add_image_routes(Router& router, Engine& engine);      // /images/*
 void add_build_routes(Router& router, Engine& engine);      // /build, /build/prune (agent/api/build_routes.cpp)
 void add_container_routes(Router& router, Engine& engine);  // /containers/*, /exec/*
+void add_container_archive_routes(Router& router, Engine& engine);  // docker cp, export, diff (container_archive.cpp)
+void add_commit_routes(Router& router, Engine& engine);      // /commit (agent/api/build_commit.cpp)
+// /containers/{id}/stats and /update (agent/api/container_stats.cpp); added by add_container_routes
+void add_container_stats_routes(Router& router, Engine& engine);
 void add_network_routes(Router& router, Engine& engine);    // /networks/*
+void add_cluster_routes(Router& router, Engine& engine);    // /berth/cluster* (agent/api/network_cluster.cpp)
 void add_volume_routes(Router& router, Engine& engine);     // /volumes/*
 void add_event_routes(Router& router, Engine& engine);      // /events (agent/api/events.cpp)
 void add_event_routes(Router& router, std::shared_ptr<events::EventBus> bus);  // the same, for tests

@@ -2,19 +2,25 @@
 
 #include <fcntl.h>
 #include <linux/magic.h>
+#include <linux/neighbour.h>
 #include <net/if.h>
 #include <netlink/addr.h>
+#include <netlink/attr.h>
+#include <netlink/msg.h>
 #include <netlink/netlink.h>
 #include <netlink/route/addr.h>
 #include <netlink/route/link.h>
 #include <netlink/route/link/veth.h>
+#include <netlink/route/link/vxlan.h>
 #include <netlink/route/route.h>
 #include <sched.h>
 #include <sys/mount.h>
 #include <sys/statfs.h>
 #include <unistd.h>
 
+#include <array>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <exception>
 #include <fstream>
@@ -186,6 +192,12 @@ void ensure_address(Socket& s, const std::string& link_name, std::uint32_t ip, i
 
 void create_veth(Socket& s, const std::string& host_name, const std::string& master,
                  const std::string& peer_name, int peer_netns_fd, const std::string& peer_mac) {
+  create_veth(s, host_name, master, peer_name, peer_netns_fd, peer_mac, 0);
+}
+
+void create_veth(Socket& s, const std::string& host_name, const std::string& master,
+                 const std::string& peer_name, int peer_netns_fd, const std::string& peer_mac,
+                 int mtu) {
   LinkPtr bridge = require_link(s, master);
   LinkPtr veth(rtnl_link_veth_alloc());
   if (!veth) throw std::runtime_error("rtnl_link_veth_alloc failed");
@@ -199,8 +211,261 @@ void create_veth(Socket& s, const std::string& host_name, const std::string& mas
   if (err < 0) fail("MAC address " + peer_mac, err);
   NlAddrPtr mac(mac_raw);
   rtnl_link_set_addr(peer.get(), mac.get());
+  if (mtu > 0) {
+    rtnl_link_set_mtu(veth.get(), static_cast<unsigned>(mtu));
+    rtnl_link_set_mtu(peer.get(), static_cast<unsigned>(mtu));
+  }
   err = rtnl_link_add(s.get(), veth.get(), NLM_F_CREATE | NLM_F_EXCL);
   if (err < 0) fail("create veth " + host_name, err);
+}
+
+void set_link_mtu(Socket& s, const std::string& name, int mtu) {
+  LinkPtr link = require_link(s, name);
+  if (rtnl_link_get_mtu(link.get()) == static_cast<unsigned>(mtu)) return;
+  LinkPtr change(rtnl_link_alloc());
+  rtnl_link_set_mtu(change.get(), static_cast<unsigned>(mtu));
+  int err = rtnl_link_change(s.get(), link.get(), change.get(), 0);
+  if (err < 0) fail("set MTU of " + name, err);
+}
+
+int link_mtu(Socket& s, const std::string& name) {
+  LinkPtr link = get_link(s, name);
+  return link ? static_cast<int>(rtnl_link_get_mtu(link.get())) : 0;
+}
+
+std::optional<VxlanInfo> vxlan_info(Socket& s, const std::string& name) {
+  LinkPtr link = get_link(s, name);
+  if (!link) return std::nullopt;
+  const char* kind = rtnl_link_get_type(link.get());
+  if (!kind || std::string(kind) != "vxlan") return std::nullopt;
+  VxlanInfo info;
+  std::uint32_t id = 0;
+  if (rtnl_link_vxlan_get_id(link.get(), &id) == 0) info.vni = id;
+  nl_addr* local = nullptr;
+  if (rtnl_link_vxlan_get_local(link.get(), &local) == 0 && local) {
+    NlAddrPtr owned(local);
+    if (nl_addr_get_family(local) == AF_INET && nl_addr_get_len(local) == 4) {
+      std::uint32_t be = 0;
+      std::memcpy(&be, nl_addr_get_binary_addr(local), 4);
+      info.local = ntohl(be);
+    }
+  }
+  std::uint32_t port = 0;
+  if (rtnl_link_vxlan_get_port(link.get(), &port) == 0) info.port = static_cast<std::uint16_t>(port);
+  info.learning = rtnl_link_vxlan_get_learning(link.get()) == 1;
+  info.proxy = rtnl_link_vxlan_get_proxy(link.get()) == 1;
+  return info;
+}
+
+void ensure_vxlan(Socket& s, const VxlanSpec& spec) {
+  if (auto info = link_info(s, spec.name)) {
+    auto vx = vxlan_info(s, spec.name);
+    if (!vx) throw std::runtime_error("existing interface " + spec.name + " is not a vxlan device");
+    if (vx->vni != spec.vni || vx->local != spec.local || vx->port != spec.port || vx->learning ||
+        !vx->proxy) {
+      delete_link(s, spec.name);
+    }
+  }
+  if (!get_link(s, spec.name)) {
+    LinkPtr link(rtnl_link_vxlan_alloc());
+    if (!link) throw std::runtime_error("rtnl_link_vxlan_alloc failed");
+    rtnl_link_set_name(link.get(), spec.name.c_str());
+    int err = rtnl_link_vxlan_set_id(link.get(), spec.vni);
+    if (err < 0) fail("vxlan id", err);
+    NlAddrPtr local = ipv4_addr(spec.local, 32);
+    if ((err = rtnl_link_vxlan_set_local(link.get(), local.get())) < 0) fail("vxlan local", err);
+    if ((err = rtnl_link_vxlan_set_port(link.get(), spec.port)) < 0) fail("vxlan port", err);
+    if ((err = rtnl_link_vxlan_set_learning(link.get(), 0)) < 0) fail("vxlan learning", err);
+    if ((err = rtnl_link_vxlan_set_proxy(link.get(), 1)) < 0) fail("vxlan proxy", err);
+    if (spec.mtu > 0) rtnl_link_set_mtu(link.get(), static_cast<unsigned>(spec.mtu));
+    err = rtnl_link_add(s.get(), link.get(), NLM_F_CREATE | NLM_F_EXCL);
+    if (err < 0) fail("create vxlan " + spec.name + " (id " + std::to_string(spec.vni) + ")", err);
+  }
+  LinkPtr link = require_link(s, spec.name);
+  LinkPtr change(rtnl_link_alloc());
+  bool changed = false;
+  if (!spec.master.empty()) {
+    int master = link_index(s, spec.master);
+    if (!master) throw std::runtime_error("no such network interface: " + spec.master);
+    if (rtnl_link_get_master(link.get()) != master) {
+      rtnl_link_set_master(change.get(), master);
+      changed = true;
+    }
+  }
+  if (spec.mtu > 0 && rtnl_link_get_mtu(link.get()) != static_cast<unsigned>(spec.mtu)) {
+    rtnl_link_set_mtu(change.get(), static_cast<unsigned>(spec.mtu));
+    changed = true;
+  }
+  if (!(rtnl_link_get_flags(link.get()) & IFF_UP)) {
+    rtnl_link_set_flags(change.get(), IFF_UP);
+    changed = true;
+  }
+  if (changed) {
+    int err = rtnl_link_change(s.get(), link.get(), change.get(), 0);
+    if (err < 0) fail("set up vxlan " + spec.name, err);
+  }
+}
+
+namespace {
+
+struct MsgDeleter {
+  void operator()(nl_msg* m) const { nlmsg_free(m); }
+};
+struct CbDeleter {
+  void operator()(nl_cb* c) const { nl_cb_put(c); }
+};
+
+std::string format_mac(const unsigned char* b) {
+  char buf[18];
+  std::snprintf(buf, sizeof buf, "%02x:%02x:%02x:%02x:%02x:%02x", b[0], b[1], b[2], b[3], b[4], b[5]);
+  return buf;
+}
+
+std::array<unsigned char, 6> parse_mac(const std::string& mac) {
+  std::array<unsigned char, 6> out{};
+  unsigned v[6];
+  if (std::sscanf(mac.c_str(), "%x:%x:%x:%x:%x:%x", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5]) != 6)
+    throw std::runtime_error("bad MAC address " + mac);
+  for (int i = 0; i < 6; ++i) out[static_cast<std::size_t>(i)] = static_cast<unsigned char>(v[i]);
+  return out;
+}
+
+struct RawNeigh {
+  int family = 0, ifindex = 0;
+  std::uint16_t state = 0;
+  std::uint8_t flags = 0;
+  std::string lladdr, dst;  // raw bytes
+};
+
+int collect_neigh(nl_msg* msg, void* arg) {
+  nlmsghdr* h = nlmsg_hdr(msg);
+  if (h->nlmsg_type != RTM_NEWNEIGH) return NL_OK;
+  auto* ndm = static_cast<ndmsg*>(nlmsg_data(h));
+  nlattr* tb[NDA_MAX + 1] = {};
+  if (nlmsg_parse(h, sizeof(ndmsg), tb, NDA_MAX, nullptr) < 0) return NL_SKIP;
+  RawNeigh n;
+  n.family = ndm->ndm_family;
+  n.ifindex = ndm->ndm_ifindex;
+  n.state = ndm->ndm_state;
+  n.flags = ndm->ndm_flags;
+  if (tb[NDA_LLADDR])
+    n.lladdr.assign(static_cast<const char*>(nla_data(tb[NDA_LLADDR])),
+                    static_cast<std::size_t>(nla_len(tb[NDA_LLADDR])));
+  if (tb[NDA_DST])
+    n.dst.assign(static_cast<const char*>(nla_data(tb[NDA_DST])),
+                 static_cast<std::size_t>(nla_len(tb[NDA_DST])));
+  static_cast<std::vector<RawNeigh>*>(arg)->push_back(std::move(n));
+  return NL_OK;
+}
+
+std::vector<RawNeigh> dump_neigh(Socket& s, int family, int ifindex) {
+  ndmsg req{};
+  req.ndm_family = static_cast<unsigned char>(family);
+  int err = nl_send_simple(s.get(), RTM_GETNEIGH, NLM_F_DUMP, &req, sizeof req);
+  if (err < 0) fail("dump neighbours", err);
+  nl_cb* orig = nl_socket_get_cb(s.get());
+  std::unique_ptr<nl_cb, CbDeleter> cb(nl_cb_clone(orig));
+  nl_cb_put(orig);
+  if (!cb) throw std::runtime_error("nl_cb_clone failed");
+  std::vector<RawNeigh> all;
+  nl_cb_set(cb.get(), NL_CB_VALID, NL_CB_CUSTOM, collect_neigh, &all);
+  err = nl_recvmsgs(s.get(), cb.get());
+  if (err < 0) fail("dump neighbours", err);
+  std::vector<RawNeigh> out;
+  for (RawNeigh& n : all)
+    if (n.ifindex == ifindex && n.family == family) out.push_back(std::move(n));
+  return out;
+}
+
+void send_neigh(Socket& s, int type, int flags, int family, int ifindex, std::uint16_t state,
+                std::uint8_t ndm_flags, const std::string* mac, std::uint32_t ip,
+                const std::string& what) {
+  std::unique_ptr<nl_msg, MsgDeleter> msg(nlmsg_alloc_simple(type, flags));
+  if (!msg) throw std::runtime_error("nlmsg_alloc failed");
+  ndmsg ndm{};
+  ndm.ndm_family = static_cast<unsigned char>(family);
+  ndm.ndm_ifindex = ifindex;
+  ndm.ndm_state = state;
+  ndm.ndm_flags = ndm_flags;
+  if (nlmsg_append(msg.get(), &ndm, sizeof ndm, NLMSG_ALIGNTO) < 0)
+    throw std::runtime_error("nlmsg_append failed");
+  if (mac) {
+    auto bytes = parse_mac(*mac);
+    if (nla_put(msg.get(), NDA_LLADDR, 6, bytes.data()) < 0) throw std::runtime_error("nla_put failed");
+  }
+  std::uint32_t be = htonl(ip);
+  if (nla_put(msg.get(), NDA_DST, 4, &be) < 0) throw std::runtime_error("nla_put failed");
+  int err = nl_send_sync(s.get(), msg.release());  // frees the message
+  if (err < 0) {
+    if (type == RTM_DELNEIGH && (err == -NLE_OBJ_NOTFOUND || err == -NLE_NOADDR || err == -NLE_NODEV))
+      return;
+    fail(what, err);
+  }
+}
+
+std::string ipv4_text(std::uint32_t ip) {
+  return std::to_string(ip >> 24) + "." + std::to_string((ip >> 16) & 255) + "." +
+         std::to_string((ip >> 8) & 255) + "." + std::to_string(ip & 255);
+}
+
+std::uint32_t ipv4_of(const std::string& raw) {
+  std::uint32_t be = 0;
+  std::memcpy(&be, raw.data(), 4);
+  return ntohl(be);
+}
+
+}  // namespace
+
+std::vector<FdbEntry> fdb_entries(Socket& s, const std::string& dev) {
+  int index = link_index(s, dev);
+  if (!index) return {};
+  std::vector<FdbEntry> out;
+  for (const RawNeigh& n : dump_neigh(s, AF_BRIDGE, index)) {
+    if (!(n.flags & NTF_SELF) || !(n.state & NUD_PERMANENT) || n.lladdr.size() != 6 ||
+        n.dst.size() != 4)
+      continue;
+    out.push_back({format_mac(reinterpret_cast<const unsigned char*>(n.lladdr.data())), ipv4_of(n.dst)});
+  }
+  return out;
+}
+
+void replace_fdb(Socket& s, const std::string& dev, const FdbEntry& e) {
+  int index = link_index(s, dev);
+  if (!index) throw std::runtime_error("no such network interface: " + dev);
+  send_neigh(s, RTM_NEWNEIGH, NLM_F_CREATE | NLM_F_REPLACE, AF_BRIDGE, index, NUD_PERMANENT, NTF_SELF,
+             &e.mac, e.remote, "fdb " + e.mac + " dst " + ipv4_text(e.remote) + " on " + dev);
+}
+
+void delete_fdb(Socket& s, const std::string& dev, const FdbEntry& e) {
+  int index = link_index(s, dev);
+  if (!index) return;
+  send_neigh(s, RTM_DELNEIGH, 0, AF_BRIDGE, index, NUD_PERMANENT, NTF_SELF, &e.mac, e.remote,
+             "delete fdb " + e.mac + " on " + dev);
+}
+
+std::vector<NeighEntry> neigh_entries(Socket& s, const std::string& dev) {
+  int index = link_index(s, dev);
+  if (!index) return {};
+  std::vector<NeighEntry> out;
+  for (const RawNeigh& n : dump_neigh(s, AF_INET, index)) {
+    if (!(n.state & NUD_PERMANENT) || n.lladdr.size() != 6 || n.dst.size() != 4) continue;
+    out.push_back({ipv4_of(n.dst), format_mac(reinterpret_cast<const unsigned char*>(n.lladdr.data()))});
+  }
+  return out;
+}
+
+void replace_neigh(Socket& s, const std::string& dev, const NeighEntry& e) {
+  int index = link_index(s, dev);
+  if (!index) throw std::runtime_error("no such network interface: " + dev);
+  send_neigh(s, RTM_NEWNEIGH, NLM_F_CREATE | NLM_F_REPLACE, AF_INET, index, NUD_PERMANENT, 0, &e.mac,
+             e.ip, "neighbour " + ipv4_text(e.ip) + " on " + dev);
+}
+
+void delete_neigh(Socket& s, const std::string& dev, const NeighEntry& e) {
+  int index = link_index(s, dev);
+  if (!index) return;
+  send_neigh(s, RTM_DELNEIGH, 0, AF_INET, index, 0, 0, nullptr, e.ip,
+             "delete neighbour " + ipv4_text(e.ip) + " on " + dev);
 }
 
 bool has_default_route(Socket& s) {

@@ -50,6 +50,57 @@ void ensure_address(Socket& s, const std::string& link, std::uint32_t ip, int pr
 // with MAC `peer_mac`.
 void create_veth(Socket& s, const std::string& host_name, const std::string& master,
                  const std::string& peer_name, int peer_netns_fd, const std::string& peer_mac);
+// The same, with both ends at `mtu` (0: the kernel's default).
+void create_veth(Socket& s, const std::string& host_name, const std::string& master,
+                 const std::string& peer_name, int peer_netns_fd, const std::string& peer_mac,
+                 int mtu);
+void set_link_mtu(Socket& s, const std::string& name, int mtu);
+int link_mtu(Socket& s, const std::string& name);  // 0 when absent
+
+// A VXLAN device for an overlay network: learning off, ARP answered from its
+// neighbour table (proxy), no default destination (no flooding: only MACs
+// with an FDB entry are sent, each to its own remote), enslaved to `master`.
+struct VxlanSpec {
+  std::string name;
+  std::uint32_t vni = 0;
+  std::uint32_t local = 0;  // the underlay address (host byte order)
+  std::uint16_t port = 4789;
+  int mtu = 1450;
+  std::string master;
+};
+// An existing device of that name is kept when it is a vxlan with this id
+// and local address, else deleted and made again. The device is left up.
+void ensure_vxlan(Socket& s, const VxlanSpec& spec);
+struct VxlanInfo {
+  std::uint32_t vni = 0, local = 0;
+  std::uint16_t port = 0;
+  bool learning = true, proxy = false;
+};
+std::optional<VxlanInfo> vxlan_info(Socket& s, const std::string& name);
+
+// Static forwarding entries of a vxlan device: frames for `mac` go to the
+// VTEP at `remote` (`bridge fdb ... dev D dst R self permanent`).
+struct FdbEntry {
+  std::string mac;  // "02:42:0a:0a:00:02"
+  std::uint32_t remote = 0;
+  bool operator==(const FdbEntry&) const = default;
+  auto operator<=>(const FdbEntry&) const = default;
+};
+std::vector<FdbEntry> fdb_entries(Socket& s, const std::string& dev);  // permanent ones with a remote
+void replace_fdb(Socket& s, const std::string& dev, const FdbEntry& e);
+void delete_fdb(Socket& s, const std::string& dev, const FdbEntry& e);  // absent is fine
+
+// Permanent IPv4 neighbour entries (`ip neigh replace IP lladdr MAC dev D nud permanent`).
+struct NeighEntry {
+  std::uint32_t ip = 0;
+  std::string mac;
+  bool operator==(const NeighEntry&) const = default;
+  auto operator<=>(const NeighEntry&) const = default;
+};
+std::vector<NeighEntry> neigh_entries(Socket& s, const std::string& dev);  // permanent ones
+void replace_neigh(Socket& s, const std::string& dev, const NeighEntry& e);
+void delete_neigh(Socket& s, const std::string& dev, const NeighEntry& e);  // absent is fine
+
 // A default route via `gateway` out of `link`; already present is fine.
 void add_default_route(Socket& s, const std::string& link, std::uint32_t gateway);
 bool has_default_route(Socket& s);

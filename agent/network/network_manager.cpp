@@ -1,28 +1,16 @@
 #include "agent/network/network_manager.h"
 
-#include <arpa/inet.h>
-#include <fcntl.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <cctype>
-#include <cerrno>
-#include <charconv>
 #include <cstdlib>
-#include <cstring>
-#include <list>
-#include <mutex>
-#include <set>
 #include <sstream>
 
 #include "agent/api/http.h"
 #include "agent/events/event_bus.h"
 #include "agent/network/dns.h"
-#include "agent/network/iptables.h"
 #include "agent/network/ipam.h"
 #include "agent/network/netlink.h"
+#include "agent/network/network_manager_impl.h"
 #include "agent/network/util.h"
 
 namespace berth::agent::network {
@@ -50,181 +38,6 @@ json Endpoint::to_json() const {
 
 namespace {
 
-constexpr const char* kBridgeNameOption = "com.docker.network.bridge.name";
-// The alias of the bridges this manager creates (`ip link` shows it).
-constexpr const char* kBridgeAlias = "berth";
-
-struct Fd {
-  int fd = -1;
-  Fd() = default;
-  explicit Fd(int f) : fd(f) {}
-  ~Fd() {
-    if (fd >= 0) ::close(fd);
-  }
-  Fd(Fd&& o) noexcept : fd(o.fd) { o.fd = -1; }
-  Fd& operator=(Fd&& o) noexcept {
-    std::swap(fd, o.fd);
-    return *this;
-  }
-};
-
-// What the DNS thread of a network reads; updated on connect/disconnect.
-struct NameTable {
-  std::mutex mutex;
-  std::string network_name;
-  std::map<std::string, std::vector<std::uint32_t>> names;  // lowercase
-
-  std::optional<std::vector<std::uint32_t>> lookup(std::string name) {
-    std::lock_guard lock(mutex);
-    auto it = names.find(name);
-    if (it != names.end()) return it->second;
-    // "web.mynet" as well as "web".
-    std::string suffix = "." + network_name;
-    if (name.size() > suffix.size() && name.ends_with(suffix)) {
-      it = names.find(name.substr(0, name.size() - suffix.size()));
-      if (it != names.end()) return it->second;
-    }
-    return std::nullopt;
-  }
-};
-
-std::string lower(std::string s) {
-  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return s;
-}
-
-struct EndpointRec {
-  std::string container_id, container_name, endpoint_id, mac, host_veth, ifname, sandbox;
-  std::uint32_t ip = 0;
-  std::vector<std::string> aliases;
-
-  json to_json() const {
-    return {{"ContainerID", container_id}, {"ContainerName", container_name},
-            {"EndpointID", endpoint_id},   {"Mac", mac},
-            {"HostVeth", host_veth},       {"Ifname", ifname},
-            {"Sandbox", sandbox},          {"IP", ip ? format_ipv4(ip) : ""},
-            {"Aliases", aliases}};
-  }
-  static EndpointRec from_json(const json& j) {
-    EndpointRec e;
-    e.container_id = j.value("ContainerID", "");
-    e.container_name = j.value("ContainerName", "");
-    e.endpoint_id = j.value("EndpointID", "");
-    e.mac = j.value("Mac", "");
-    e.host_veth = j.value("HostVeth", "");
-    e.ifname = j.value("Ifname", "");
-    e.sandbox = j.value("Sandbox", "");
-    e.ip = parse_ipv4(j.value("IP", "")).value_or(0);
-    e.aliases = j.value("Aliases", std::vector<std::string>{});
-    return e;
-  }
-  std::vector<std::string> dns_names() const {
-    std::vector<std::string> out = {container_name};
-    for (const std::string& a : aliases)
-      if (std::find(out.begin(), out.end(), a) == out.end()) out.push_back(a);
-    out.push_back(container_id.substr(0, 12));
-    return out;
-  }
-};
-
-struct Net {
-  std::string id, name, driver, created, bridge;
-  bool internal = false, attachable = false, predefined = false;
-  std::map<std::string, std::string> labels, options;
-  Ipam ipam;
-  std::map<std::string, EndpointRec> endpoints;  // by container id
-  std::shared_ptr<NameTable> names = std::make_shared<NameTable>();
-  std::unique_ptr<DnsServer> dns;
-
-  bool is_bridge() const { return driver == "bridge"; }
-  bool user_defined() const { return is_bridge() && !predefined; }
-
-  json to_state() const {
-    json eps = json::object();
-    for (const auto& [cid, e] : endpoints) eps[cid] = e.to_json();
-    json j = {{"Id", id},
-              {"Name", name},
-              {"Driver", driver},
-              {"Created", created},
-              {"Bridge", bridge},
-              {"Internal", internal},
-              {"Attachable", attachable},
-              {"Predefined", predefined},
-              {"Labels", labels},
-              {"Options", options},
-              {"Endpoints", eps}};
-    if (is_bridge()) j["IPAM"] = ipam.to_json();
-    return j;
-  }
-  static std::unique_ptr<Net> from_state(const json& j) {
-    auto n = std::make_unique<Net>();
-    n->id = j.at("Id").get<std::string>();
-    n->name = j.at("Name").get<std::string>();
-    n->driver = j.value("Driver", "bridge");
-    n->created = j.value("Created", "");
-    n->bridge = j.value("Bridge", "");
-    n->internal = j.value("Internal", false);
-    n->attachable = j.value("Attachable", false);
-    n->predefined = j.value("Predefined", false);
-    n->labels = j.value("Labels", std::map<std::string, std::string>{});
-    n->options = j.value("Options", std::map<std::string, std::string>{});
-    if (j.contains("IPAM")) n->ipam = Ipam::from_json(j["IPAM"]);
-    if (j.contains("Endpoints"))
-      for (auto& [cid, e] : j["Endpoints"].items()) n->endpoints[cid] = EndpointRec::from_json(e);
-    n->names->network_name = lower(n->name);
-    return n;
-  }
-};
-
-struct PortRec {
-  std::string container_id, proto, host_ip, container_ip, bridge;
-  int host_port = 0, container_port = 0;
-  Fd reservation;  // the host port, bound (not listening) while published
-
-  PortSpec spec() const {
-    return {proto, host_ip, host_port, container_ip, container_port, bridge};
-  }
-  json to_json() const {
-    return {{"ContainerID", container_id}, {"Proto", proto},
-            {"HostIP", host_ip},           {"HostPort", host_port},
-            {"ContainerIP", container_ip}, {"ContainerPort", container_port},
-            {"Bridge", bridge}};
-  }
-  static PortRec from_json(const json& j) {
-    PortRec p;
-    p.container_id = j.value("ContainerID", "");
-    p.proto = j.value("Proto", "tcp");
-    p.host_ip = j.value("HostIP", "0.0.0.0");
-    p.host_port = j.value("HostPort", 0);
-    p.container_ip = j.value("ContainerIP", "");
-    p.container_port = j.value("ContainerPort", 0);
-    p.bridge = j.value("Bridge", "");
-    return p;
-  }
-};
-
-// Binds proto host_ip:port without listening: the port is ours while held.
-Fd reserve_port(const std::string& proto, const std::string& host_ip, int port) {
-  Fd s(::socket(AF_INET, (proto == "udp" ? SOCK_DGRAM : SOCK_STREAM) | SOCK_CLOEXEC, 0));
-  if (s.fd < 0) return Fd();
-  int one = 1;
-  if (proto != "udp") ::setsockopt(s.fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(static_cast<std::uint16_t>(port));
-  a.sin_addr.s_addr = htonl(parse_ipv4(host_ip).value_or(0));
-  if (::bind(s.fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) return Fd();
-  return s;
-}
-
-std::optional<int> parse_port(std::string_view text) {
-  int v = 0;
-  auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
-  if (ec != std::errc() || p != text.data() + text.size() || v < 1 || v > 65535)
-    return std::nullopt;
-  return v;
-}
-
 std::string read_boot_id() {
   try {
     std::string id = read_file("/proc/sys/kernel/random/boot_id");
@@ -235,259 +48,6 @@ std::string read_boot_id() {
   }
 }
 
-bool ip_overlaps(const std::string& a, const std::string& b) {
-  return a == b || a == "0.0.0.0" || b == "0.0.0.0";
-}
-
-}  // namespace
-
-struct NetworkManager::Impl {
-  fs::path root;
-  NetworkSettings settings;
-  Iptables ipt;
-  mutable std::mutex mutex;
-  std::map<std::string, std::unique_ptr<Net>> nets;  // by id
-  std::list<PortRec> ports;
-  std::map<std::string, int> next_port;  // by proto, for -P
-  mutable std::mutex hooks_mutex;
-  ContainerHooks hooks;
-  std::shared_ptr<events::EventBus> events;  // set once at agent start
-
-  // dockerd's network event: Actor.ID the network id, name and type; connect
-  // and disconnect name the container.
-  void emit(const char* action, const Net& n, const std::string& container_id = "") {
-    if (!events) return;
-    events::Attributes a{{"name", n.name}, {"type", n.driver}};
-    if (!container_id.empty()) a["container"] = container_id;
-    events->emit("network", action, n.id, std::move(a));
-  }
-
-  Impl(fs::path r, NetworkSettings s)
-      : root(std::move(r)), settings(std::move(s)), ipt(settings.iptables) {}
-
-  // --- lookup ---
-  Net* find(const std::string& name_or_id) const {
-    for (auto& [id, n] : nets)
-      if (n->name == name_or_id) return n.get();
-    if (auto it = nets.find(name_or_id); it != nets.end()) return it->second.get();
-    if (name_or_id.empty()) return nullptr;
-    Net* match = nullptr;
-    for (auto& [id, n] : nets) {
-      if (id.starts_with(name_or_id)) {
-        if (match)
-          throw api::HttpError(400, "network " + name_or_id + " is ambiguous");
-        match = n.get();
-      }
-    }
-    return match;
-  }
-  Net& require(const std::string& name_or_id) const {
-    Net* n = find(name_or_id);
-    if (!n) throw api::HttpError(404, "network " + name_or_id + " not found");
-    return *n;
-  }
-
-  // --- persistence ---
-  fs::path net_file(const Net& n) const { return root / "networks" / (n.id + ".json"); }
-  void save(const Net& n) const { write_file_atomic(net_file(n), n.to_state().dump(2)); }
-  void save_ports() const {
-    json j = json::array();
-    for (const PortRec& p : ports) j.push_back(p.to_json());
-    write_file_atomic(root / "ports.json", j.dump(2));
-  }
-
-  std::vector<std::string> upstreams() const {
-    try {
-      return resolv_nameservers(read_file(settings.host_resolv_conf));
-    } catch (const std::exception&) {
-      return {};
-    }
-  }
-
-  // --- bridges ---
-  // A new network may name a bridge only when no interface has that name
-  // yet, or when it is a bridge this manager made (left by a crash): never
-  // an interface such as eth0 or lo, which `network rm` would delete.
-  void check_bridge_name(const std::string& name) const {
-    if (!settings.manage_host) return;
-    netlink::Socket s;
-    auto info = netlink::link_info(s, name);
-    if (!info) return;
-    if (info->kind != "bridge")
-      throw api::HttpError(400, "existing interface " + name + " is not a bridge");
-    if (info->alias != kBridgeAlias)
-      throw api::HttpError(409, "existing bridge " + name + " was not created by berth");
-  }
-
-  bool names_other_interface(const Net& n) const {
-    if (!settings.manage_host) return false;
-    netlink::Socket s;
-    auto info = netlink::link_info(s, n.bridge);
-    return info && info->kind != "bridge";
-  }
-
-  // Route_localnet lets the machine's own 127.0.0.1 reach ports published on
-  // it; the raw PREROUTING guard (base_rules) keeps 127/8 from arriving here.
-  void setup_bridge(Net& n) {
-    if (!settings.manage_host) return;
-    {
-      netlink::Socket s;
-      netlink::ensure_bridge(s, n.bridge, kBridgeAlias);
-      netlink::ensure_address(s, n.bridge, n.ipam.gateway(), n.ipam.subnet().prefix);
-      netlink::set_link_up(s, n.bridge);
-    }
-    netlink::write_sysctl("net/ipv4/conf/" + n.bridge + "/route_localnet", "1");
-    ipt.ensure_all(bridge_rules({n.bridge, n.ipam.subnet().str(), n.internal}));
-    if (n.user_defined() && !n.dns) {
-      DnsServerConfig dns;
-      dns.ip = n.ipam.gateway();
-      dns.port = settings.dns_port;
-      dns.client_net = n.ipam.subnet().addr;
-      dns.client_prefix = n.ipam.subnet().prefix;
-      dns.lookup = [names = n.names](const std::string& q) { return names->lookup(q); };
-      dns.upstreams = [this] { return upstreams(); };
-      try {
-        n.dns = std::make_unique<DnsServer>(std::move(dns));
-      } catch (const std::exception&) {
-        // Containers on it still work, only without name resolution.
-      }
-    }
-  }
-
-  void teardown_bridge(Net& n) {
-    n.dns.reset();
-    if (!settings.manage_host) return;
-    ipt.remove_all(bridge_rules({n.bridge, n.ipam.subnet().str(), n.internal}));
-    netlink::Socket s;
-    // Only a bridge: state from older agents may name an interface like eth0.
-    auto info = netlink::link_info(s, n.bridge);
-    if (info && info->kind == "bridge") netlink::delete_link(s, n.bridge);
-  }
-
-  void refresh_names(Net& n) {
-    if (!n.user_defined()) return;
-    std::map<std::string, std::vector<std::uint32_t>> names;
-    for (const auto& [cid, e] : n.endpoints)
-      for (const std::string& name : e.dns_names()) names[lower(name)].push_back(e.ip);
-    std::lock_guard lock(n.names->mutex);
-    n.names->names = std::move(names);
-  }
-
-  Endpoint endpoint_of(const Net& n, const EndpointRec& e) const {
-    Endpoint ep;
-    ep.network_name = n.name;
-    ep.network_id = n.id;
-    ep.endpoint_id = e.endpoint_id;
-    ep.aliases = e.aliases;
-    if (n.is_bridge()) {
-      ep.ip = format_ipv4(e.ip);
-      ep.prefix_len = n.ipam.subnet().prefix;
-      ep.gateway = n.internal ? "" : format_ipv4(n.ipam.gateway());
-      ep.mac = e.mac;
-      if (n.user_defined()) ep.dns_names = e.dns_names();
-    }
-    return ep;
-  }
-
-  // Removes the veth and the lease (the caller saves).
-  void drop_endpoint(Net& n, const std::string& container_id) {
-    auto it = n.endpoints.find(container_id);
-    if (it == n.endpoints.end()) return;
-    if (n.is_bridge()) {
-      unpublish_ip(container_id, format_ipv4(it->second.ip));
-      if (!it->second.host_veth.empty()) {
-        try {
-          netlink::Socket s;
-          netlink::delete_link(s, it->second.host_veth);
-        } catch (const std::exception&) {
-          // Gone with its namespace already.
-        }
-      }
-      n.ipam.release(container_id);
-    }
-    n.endpoints.erase(it);
-    refresh_names(n);
-  }
-
-  void unpublish_ip(const std::string& container_id, const std::string& ip) {
-    bool changed = false;
-    for (auto it = ports.begin(); it != ports.end();) {
-      if (it->container_id == container_id && (ip.empty() || it->container_ip == ip)) {
-        try {
-          ipt.remove_all(port_rules(it->spec()));
-        } catch (const std::exception&) {
-        }
-        it = ports.erase(it);
-        changed = true;
-      } else {
-        ++it;
-      }
-    }
-    if (changed) save_ports();
-  }
-
-  std::unique_ptr<Net> predefined(const std::string& name, const std::string& driver) {
-    auto n = std::make_unique<Net>();
-    n->id = random_hex(32);
-    n->name = name;
-    n->driver = driver;
-    n->created = rfc3339_nanos_now();
-    n->predefined = true;
-    n->names->network_name = name;
-    if (driver == "bridge") {
-      auto subnet = Ipv4Net::parse(settings.default_subnet);
-      if (!subnet) throw std::runtime_error("bad default subnet " + settings.default_subnet);
-      n->ipam = Ipam(*subnet, subnet->addr + 1);
-      n->bridge = settings.default_bridge;
-      n->options = {{"com.docker.network.bridge.default_bridge", "true"},
-                    {"com.docker.network.bridge.enable_icc", "true"},
-                    {"com.docker.network.bridge.enable_ip_masquerade", "true"},
-                    {"com.docker.network.bridge.host_binding_ipv4", "0.0.0.0"},
-                    {kBridgeNameOption, settings.default_bridge},
-                    {"com.docker.network.driver.mtu", "1500"}};
-    }
-    return n;
-  }
-
-  json net_json(const Net& n, bool with_containers) const {
-    json config = nullptr;
-    if (n.is_bridge())
-      config = json::array({{{"Subnet", n.ipam.subnet().str()},
-                             {"Gateway", format_ipv4(n.ipam.gateway())}}});
-    json containers = json::object();
-    if (with_containers) {
-      for (const auto& [cid, e] : n.endpoints) {
-        containers[cid] = {{"Name", e.container_name},
-                           {"EndpointID", e.endpoint_id},
-                           {"MacAddress", e.mac},
-                           {"IPv4Address", n.is_bridge() ? format_ipv4(e.ip) + "/" +
-                                                               std::to_string(n.ipam.subnet().prefix)
-                                                         : ""},
-                           {"IPv6Address", ""}};
-      }
-    }
-    return {{"Name", n.name},
-            {"Id", n.id},
-            {"Created", n.created},
-            {"Scope", "local"},
-            {"Driver", n.is_bridge() ? "bridge" : n.driver},
-            {"EnableIPv6", false},
-            {"IPAM",
-             {{"Driver", "default"},
-              {"Options", n.predefined ? json(nullptr) : json::object()},
-              {"Config", config}}},
-            {"Internal", n.internal},
-            {"Attachable", n.attachable},
-            {"Ingress", false},
-            {"ConfigFrom", {{"Network", ""}}},
-            {"ConfigOnly", false},
-            {"Containers", containers},
-            {"Options", n.options},
-            {"Labels", n.labels}};
-  }
-};
-
-namespace {
 // The agent changes a machine's network only where it is meant to: in a
 // berth-os VM, or where BERTH_MANAGE_HOST_NETWORK=1 says so (other hosts).
 NetworkSettings default_settings() {
@@ -497,7 +57,198 @@ NetworkSettings default_settings() {
   if (force && std::string(force) == "0") s.manage_host = false;
   return s;
 }
+
 }  // namespace
+
+// --- Impl ---
+
+NetworkManager::Impl::Impl(fs::path r, NetworkSettings s)
+    : root(std::move(r)),
+      settings(std::move(s)),
+      ipt(settings.iptables),
+      ctx{settings, ipt, [this] { return upstreams(); }},
+      bridge_driver(ctx) {
+  if (settings.cluster) overlay = std::make_unique<OverlayDriver>(ctx, *settings.cluster, *this);
+}
+
+NetworkManager::Impl::~Impl() {
+  // Its watch thread calls back into this object.
+  if (overlay) overlay->stop();
+}
+
+// dockerd's network event: Actor.ID the network id, name and type; connect
+// and disconnect name the container.
+void NetworkManager::Impl::emit(const char* action, const Net& n, const std::string& container_id) {
+  if (!events) return;
+  events::Attributes a{{"name", n.name}, {"type", n.driver}};
+  if (!container_id.empty()) a["container"] = container_id;
+  events->emit("network", action, n.id, std::move(a));
+}
+
+NetworkDriver* NetworkManager::Impl::driver_for(const Net& n) {
+  if (n.is_bridge()) return &bridge_driver;
+  if (n.is_overlay()) return overlay.get();
+  return nullptr;  // host, none: records only
+}
+
+Net* NetworkManager::Impl::find(const std::string& name_or_id) const {
+  for (auto& [id, n] : nets)
+    if (n->name == name_or_id) return n.get();
+  if (auto it = nets.find(name_or_id); it != nets.end()) return it->second.get();
+  if (name_or_id.empty()) return nullptr;
+  Net* match = nullptr;
+  for (auto& [id, n] : nets) {
+    if (id.starts_with(name_or_id)) {
+      if (match) throw api::HttpError(400, "network " + name_or_id + " is ambiguous");
+      match = n.get();
+    }
+  }
+  return match;
+}
+
+Net& NetworkManager::Impl::require(const std::string& name_or_id) const {
+  Net* n = find(name_or_id);
+  if (!n) throw api::HttpError(404, "network " + name_or_id + " not found");
+  return *n;
+}
+
+Net& NetworkManager::Impl::require_fresh(const std::string& name_or_id) {
+  if (Net* n = find(name_or_id)) return *n;
+  if (overlay) {
+    if (auto rec = overlay->fetch(name_or_id)) {
+      auto& slot = nets[rec->id];
+      if (!slot) {
+        slot = overlay_net_from_record(*rec);
+        save(*slot);
+      }
+      return *slot;
+    }
+  }
+  throw api::HttpError(404, "network " + name_or_id + " not found");
+}
+
+fs::path NetworkManager::Impl::net_file(const Net& n) const { return root / "networks" / (n.id + ".json"); }
+
+void NetworkManager::Impl::save(const Net& n) { write_file_atomic(net_file(n), n.to_state().dump(2)); }
+
+void NetworkManager::Impl::forget_network(const Net& n) {
+  std::error_code ec;
+  fs::remove(net_file(n), ec);
+}
+
+void NetworkManager::Impl::with_networks(const std::function<void(NetMap&)>& fn) {
+  std::lock_guard lock(mutex);
+  fn(nets);
+}
+
+std::vector<std::string> NetworkManager::Impl::upstreams() const {
+  try {
+    return resolv_nameservers(read_file(settings.host_resolv_conf));
+  } catch (const std::exception&) {
+    return {};
+  }
+}
+
+Endpoint NetworkManager::Impl::endpoint_of(const Net& n, const EndpointRec& e) const {
+  Endpoint ep;
+  ep.network_name = n.name;
+  ep.network_id = n.id;
+  ep.endpoint_id = e.endpoint_id;
+  ep.aliases = e.aliases;
+  if (n.has_links()) {
+    ep.ip = format_ipv4(e.ip);
+    ep.prefix_len = n.ipam.subnet().prefix;
+    ep.gateway = n.internal ? "" : format_ipv4(n.ipam.gateway());
+    ep.mac = e.mac;
+    if (n.user_defined()) ep.dns_names = e.dns_names();
+  }
+  return ep;
+}
+
+// Removes the veth and the address (the caller saves).
+void NetworkManager::Impl::drop_endpoint(Net& n, const std::string& container_id) {
+  auto it = n.endpoints.find(container_id);
+  if (it == n.endpoints.end()) return;
+  if (n.has_links()) unpublish_ip(container_id, format_ipv4(it->second.ip));
+  if (NetworkDriver* d = driver_for(n)) d->leave(n, it->second);
+  n.endpoints.erase(it);
+  n.refresh_names();
+}
+
+std::unique_ptr<Net> NetworkManager::Impl::predefined(const std::string& name, const std::string& driver) {
+  auto n = std::make_unique<Net>();
+  n->id = random_hex(32);
+  n->name = name;
+  n->driver = driver;
+  n->created = rfc3339_nanos_now();
+  n->predefined = true;
+  n->names->network_name = name;
+  if (driver == "bridge") {
+    auto subnet = Ipv4Net::parse(settings.default_subnet);
+    if (!subnet) throw std::runtime_error("bad default subnet " + settings.default_subnet);
+    n->ipam = Ipam(*subnet, subnet->addr + 1);
+    n->bridge = settings.default_bridge;
+    n->options = {{"com.docker.network.bridge.default_bridge", "true"},
+                  {"com.docker.network.bridge.enable_icc", "true"},
+                  {"com.docker.network.bridge.enable_ip_masquerade", "true"},
+                  {"com.docker.network.bridge.host_binding_ipv4", "0.0.0.0"},
+                  {"com.docker.network.bridge.name", settings.default_bridge},
+                  {"com.docker.network.driver.mtu", "1500"}};
+  }
+  return n;
+}
+
+json NetworkManager::Impl::net_json(const Net& n, bool with_containers) const {
+  json config = nullptr;
+  if (n.has_links()) {
+    json pool = {{"Subnet", n.ipam.subnet().str()}, {"Gateway", format_ipv4(n.ipam.gateway())}};
+    if (n.ip_range) pool["IPRange"] = n.ip_range->str();
+    config = json::array({pool});
+  }
+  json containers = json::object();
+  if (with_containers) {
+    for (const auto& [cid, e] : n.endpoints) {
+      containers[cid] = {{"Name", e.container_name},
+                         {"EndpointID", e.endpoint_id},
+                         {"MacAddress", e.mac},
+                         {"IPv4Address", n.has_links() ? format_ipv4(e.ip) + "/" +
+                                                             std::to_string(n.ipam.subnet().prefix)
+                                                       : ""},
+                         {"IPv6Address", ""}};
+    }
+  }
+  json options = n.options;
+  if (n.is_overlay()) options["com.docker.network.driver.overlay.vxlanid_list"] = std::to_string(n.vni);
+  json out = {{"Name", n.name},
+              {"Id", n.id},
+              {"Created", n.created},
+              {"Scope", n.scope()},
+              {"Driver", n.driver},
+              {"EnableIPv6", false},
+              {"IPAM",
+               {{"Driver", "default"},
+                {"Options", n.predefined ? json(nullptr) : json::object()},
+                {"Config", config}}},
+              {"Internal", n.internal},
+              {"Attachable", n.attachable},
+              {"Ingress", false},
+              {"ConfigFrom", {{"Network", ""}}},
+              {"ConfigOnly", false},
+              {"Containers", containers},
+              {"Options", options},
+              {"Labels", n.labels}};
+  if (n.is_overlay() && with_containers) {
+    // The machines with endpoints on it, as swarm's inspect lists them.
+    std::map<std::string, std::string> machines;
+    for (const auto& [cid, p] : n.peers) machines[p.machine] = p.advertise;
+    json peers = json::array();
+    for (const auto& [m, ip] : machines) peers.push_back({{"Name", m}, {"IP", ip}});
+    out["Peers"] = peers;
+  }
+  return out;
+}
+
+// --- NetworkManager ---
 
 NetworkManager::NetworkManager(fs::path root) : NetworkManager(std::move(root), default_settings()) {}
 
@@ -508,105 +259,92 @@ NetworkManager::~NetworkManager() = default;
 
 void NetworkManager::init() {
   Impl& m = *impl_;
-  std::lock_guard lock(m.mutex);
-  fs::create_directories(m.root / "networks");
-  fs::create_directories(m.settings.netns_dir);
+  {
+    std::lock_guard lock(m.mutex);
+    fs::create_directories(m.root / "networks");
+    fs::create_directories(m.settings.netns_dir);
 
-  for (const auto& entry : fs::directory_iterator(m.root / "networks")) {
-    if (entry.path().extension() != ".json") continue;
-    try {
-      auto n = Net::from_state(json::parse(read_file(entry.path())));
-      std::string id = n->id;
-      m.nets[id] = std::move(n);
-    } catch (const std::exception&) {
-      // A damaged record: skip it rather than refuse to start.
-    }
-  }
-  for (auto [name, driver] : {std::pair{"bridge", "bridge"}, {"host", "host"}, {"none", "null"}}) {
-    bool found = false;
-    for (auto& [id, n] : m.nets) found = found || (n->predefined && n->name == name);
-    if (!found) {
-      auto n = m.predefined(name, driver);
-      m.save(*n);
-      std::string id = n->id;
-      m.nets[id] = std::move(n);
-    }
-  }
-
-  // Endpoints from a previous boot (or whose namespace is gone) are stale.
-  std::string boot_id = read_boot_id();
-  fs::path state_file = m.root / "state.json";
-  std::string previous_boot;
-  try {
-    previous_boot = json::parse(read_file(state_file)).value("BootId", "");
-  } catch (const std::exception&) {
-  }
-  bool rebooted = previous_boot != boot_id;
-  write_file_atomic(state_file, json{{"BootId", boot_id}}.dump());
-
-  if (m.settings.manage_host) {
-    // The DROP policy before forwarding is on, as dockerd does.
-    for (const auto& [table, chain] : base_chains()) m.ipt.ensure_chain(table, chain);
-    m.ipt.ensure_all(base_rules());
-    m.ipt.set_policy("filter", "FORWARD", kForwardPolicy);
-    netlink::write_sysctl("net/ipv4/ip_forward", "1");
-  }
-
-  for (auto& [id, n] : m.nets) {
-    bool changed = false;
-    for (auto it = n->endpoints.begin(); it != n->endpoints.end();) {
-      bool stale = rebooted || (!it->second.sandbox.empty() && !netlink::is_netns(it->second.sandbox));
-      if (stale) {
-        n->ipam.release(it->first);
-        it = n->endpoints.erase(it);
-        changed = true;
-      } else {
-        ++it;
-      }
-    }
-    m.refresh_names(*n);
-    // State from older agents may give a user network an interface that is
-    // not a bridge (eth0): it stays listed, and that interface alone.
-    if (n->is_bridge() && (n->predefined || !m.names_other_interface(*n))) m.setup_bridge(*n);
-    if (changed) m.save(*n);
-  }
-
-  // Published ports of containers still connected: hold the ports again.
-  if (!m.settings.manage_host) return;
-  try {
-    json saved = json::parse(read_file(m.root / "ports.json"));
-    for (const json& j : saved) {
-      PortRec p = PortRec::from_json(j);
-      bool live = false;
-      for (auto& [id, n] : m.nets) {
-        auto it = n->endpoints.find(p.container_id);
-        live = live || (it != n->endpoints.end() && n->is_bridge() &&
-                        format_ipv4(it->second.ip) == p.container_ip);
-      }
+    for (const auto& entry : fs::directory_iterator(m.root / "networks")) {
+      if (entry.path().extension() != ".json") continue;
       try {
-        m.ipt.remove_all(legacy_port_rules(p.spec()));
-        if (!live) m.ipt.remove_all(port_rules(p.spec()));
+        auto n = Net::from_state(json::parse(read_file(entry.path())));
+        std::string id = n->id;
+        m.nets[id] = std::move(n);
       } catch (const std::exception&) {
+        // A damaged record: skip it rather than refuse to start.
       }
-      if (!live) continue;
-      p.reservation = reserve_port(p.proto, p.host_ip, p.host_port);
-      m.ipt.ensure_all(port_rules(p.spec()));
-      m.ports.push_back(std::move(p));
     }
-  } catch (const std::exception&) {
+    for (auto [name, driver] : {std::pair{"bridge", "bridge"}, {"host", "host"}, {"none", "null"}}) {
+      bool found = false;
+      for (auto& [id, n] : m.nets) found = found || (n->predefined && n->name == name);
+      if (!found) {
+        auto n = m.predefined(name, driver);
+        m.save(*n);
+        std::string id = n->id;
+        m.nets[id] = std::move(n);
+      }
+    }
+
+    // Endpoints from a previous boot (or whose namespace is gone) are stale.
+    std::string boot_id = read_boot_id();
+    fs::path state_file = m.root / "state.json";
+    std::string previous_boot;
+    try {
+      previous_boot = json::parse(read_file(state_file)).value("BootId", "");
+    } catch (const std::exception&) {
+    }
+    bool rebooted = previous_boot != boot_id;
+    write_file_atomic(state_file, json{{"BootId", boot_id}}.dump());
+
+    if (m.settings.manage_host) {
+      // The DROP policy before forwarding is on, as dockerd does.
+      for (const auto& [table, chain] : base_chains()) m.ipt.ensure_chain(table, chain);
+      m.ipt.ensure_all(base_rules());
+      m.ipt.set_policy("filter", "FORWARD", kForwardPolicy);
+      netlink::write_sysctl("net/ipv4/ip_forward", "1");
+    }
+
+    for (auto it = m.nets.begin(); it != m.nets.end();) {
+      Net& n = *it->second;
+      NetworkDriver* driver = m.driver_for(n);
+      if (n.is_overlay() && !driver) {
+        // No longer a cluster member: its records go, the state file too.
+        m.forget_network(n);
+        it = m.nets.erase(it);
+        continue;
+      }
+      bool changed = false;
+      for (auto e = n.endpoints.begin(); e != n.endpoints.end();) {
+        bool stale = rebooted || (!e->second.sandbox.empty() && !netlink::is_netns(e->second.sandbox));
+        if (stale) {
+          if (driver) driver->forget(n, e->second);
+          e = n.endpoints.erase(e);
+          changed = true;
+        } else {
+          ++e;
+        }
+      }
+      n.refresh_names();
+      if (driver) driver->restore(n);
+      if (changed) m.save(n);
+      ++it;
+    }
+
+    // Published ports of containers still connected: hold the ports again.
+    if (m.settings.manage_host) m.restore_ports();
   }
-  m.save_ports();
+  if (m.overlay) m.overlay->start();
 }
 
 std::string NetworkManager::network_id(const std::string& name_or_id) const {
   std::lock_guard lock(impl_->mutex);
-  return impl_->require(name_or_id).id;
+  return impl_->require_fresh(name_or_id).id;
 }
 
 bool NetworkManager::is_bridge_like(const std::string& name_or_id) const {
   std::lock_guard lock(impl_->mutex);
   Net* n = impl_->find(name_or_id);
-  return n && n->is_bridge();
+  return n && n->has_links();
 }
 
 bool NetworkManager::is_predefined(const std::string& name_or_id) const {
@@ -616,7 +354,8 @@ bool NetworkManager::is_predefined(const std::string& name_or_id) const {
 
 bool NetworkManager::has_endpoints(const std::string& name_or_id) const {
   std::lock_guard lock(impl_->mutex);
-  return !impl_->require(name_or_id).endpoints.empty();
+  const Net& n = impl_->require(name_or_id);
+  return !n.endpoints.empty() || !n.peers.empty();  // peers: anywhere in the cluster
 }
 
 fs::path NetworkManager::create_sandbox(const std::string& container_id) {
@@ -645,7 +384,7 @@ Endpoint NetworkManager::connect(const std::string& network, const std::string& 
                                  const EndpointRequest& request) {
   Impl& m = *impl_;
   std::lock_guard lock(m.mutex);
-  Net& n = m.require(network);
+  Net& n = m.require_fresh(network);
   std::string name = container_name.starts_with("/") ? container_name.substr(1) : container_name;
   if (auto it = n.endpoints.find(container_id); it != n.endpoints.end()) {
     if (it->second.sandbox == sandbox.string()) return m.endpoint_of(n, it->second);
@@ -656,62 +395,12 @@ Endpoint NetworkManager::connect(const std::string& network, const std::string& 
   e.container_name = name;
   e.endpoint_id = random_hex(32);
   e.sandbox = sandbox.string();
-  if (n.is_bridge() && !m.settings.manage_host)
-    throw api::HttpError(500, "container networking is disabled on this host");
-  if (!n.is_bridge()) {  // host, none: recorded only
-    n.endpoints[container_id] = e;
-    m.save(n);
-    m.emit("connect", n, container_id);
-    return m.endpoint_of(n, e);
-  }
-  if (n.predefined && !request.ipv4.empty())
-    throw api::HttpError(400, "user specified IP address is supported on user defined networks only");
-  if (n.predefined && !request.aliases.empty())
-    throw api::HttpError(400, "network-scoped alias is supported only for containers in user defined networks");
-  e.aliases = request.aliases;
-  e.ip = n.ipam.allocate(container_id, request.ipv4);
-  e.mac = mac_for(e.ip);
-  e.host_veth = "veth" + random_hex(4).substr(0, 7);
-  try {
-    netlink::run_in_netns(sandbox, [&] {
-      netlink::Socket s;
-      std::set<std::string> taken;
-      for (const std::string& l : netlink::link_names(s)) taken.insert(l);
-      for (int i = 0;; ++i) {
-        std::string candidate = "eth" + std::to_string(i);
-        if (!taken.count(candidate)) {
-          e.ifname = candidate;
-          break;
-        }
-      }
-    });
-    Fd ns(::open(sandbox.c_str(), O_RDONLY | O_CLOEXEC));
-    if (ns.fd < 0) throw std::runtime_error("open " + sandbox.string() + ": " + std::strerror(errno));
-    {
-      netlink::Socket s;
-      netlink::create_veth(s, e.host_veth, n.bridge, e.ifname, ns.fd, e.mac);
-      netlink::set_link_up(s, e.host_veth);
-    }
-    const std::uint32_t gateway = n.ipam.gateway();
-    const int prefix = n.ipam.subnet().prefix;
-    const bool route = !n.internal;
-    netlink::run_in_netns(sandbox, [&] {
-      netlink::Socket s;
-      netlink::ensure_address(s, e.ifname, e.ip, prefix);
-      netlink::set_link_up(s, e.ifname);
-      if (route && !netlink::has_default_route(s)) netlink::add_default_route(s, e.ifname, gateway);
-    });
-  } catch (...) {
-    try {
-      netlink::Socket s;
-      netlink::delete_link(s, e.host_veth);
-    } catch (const std::exception&) {
-    }
-    n.ipam.release(container_id);
-    throw;
+  if (NetworkDriver* driver = m.driver_for(n)) {
+    driver->join(n, e, request, sandbox);
+    e.aliases = request.aliases;
   }
   n.endpoints[container_id] = e;
-  m.refresh_names(n);
+  n.refresh_names();
   m.save(n);
   m.emit("connect", n, container_id);
   return m.endpoint_of(n, e);
@@ -733,119 +422,6 @@ std::optional<Endpoint> NetworkManager::endpoint(const std::string& network,
   auto it = n.endpoints.find(container_id);
   if (it == n.endpoints.end()) return std::nullopt;
   return impl_->endpoint_of(n, it->second);
-}
-
-std::vector<PortBinding> NetworkManager::publish(const std::string& container_id,
-                                                 const std::string& container_ip,
-                                                 const std::vector<PortBinding>& bindings) {
-  Impl& m = *impl_;
-  std::lock_guard lock(m.mutex);
-  if (!m.settings.manage_host)
-    throw api::HttpError(500, "container networking is disabled on this host");
-  std::string bridge;
-  for (auto& [id, n] : m.nets) {
-    auto it = n->endpoints.find(container_id);
-    if (it != n->endpoints.end() && n->is_bridge() && format_ipv4(it->second.ip) == container_ip)
-      bridge = n->bridge;
-  }
-  if (bridge.empty())
-    throw api::HttpError(500, "container " + container_id + " has no endpoint with address " +
-                                  container_ip);
-  std::vector<PortBinding> out;
-  std::list<PortRec> added;
-  auto allocated = [&](const std::string& proto, const std::string& ip, int port) {
-    for (const std::list<PortRec>* l : {&m.ports, &added})
-      for (const PortRec& p : *l)
-        if (p.proto == proto && p.host_port == port && ip_overlaps(p.host_ip, ip)) return true;
-    return false;
-  };
-  try {
-    for (const PortBinding& b : bindings) {
-      std::string spec = b.container_port;
-      std::string proto = "tcp";
-      if (auto slash = spec.find('/'); slash != std::string::npos) {
-        proto = lower(spec.substr(slash + 1));
-        spec = spec.substr(0, slash);
-      }
-      auto cport = parse_port(spec);
-      if (!cport || (proto != "tcp" && proto != "udp"))
-        throw api::HttpError(400, "invalid port specification: \"" + b.container_port + "\"");
-      std::string host_ip = b.host_ip.empty() ? "0.0.0.0" : b.host_ip;
-      if (host_ip.find(':') != std::string::npos) continue;  // no IPv6 here
-      if (!parse_ipv4(host_ip))
-        throw api::HttpError(400, "invalid IP address: " + host_ip);
-      PortRec rec;
-      rec.container_id = container_id;
-      rec.proto = proto;
-      rec.host_ip = host_ip;
-      rec.container_ip = container_ip;
-      rec.container_port = *cport;
-      rec.bridge = bridge;
-      if (b.host_port.empty()) {
-        int first = m.settings.port_range_first, last = m.settings.port_range_last;
-        int start = m.next_port.count(proto) ? m.next_port[proto] : first;
-        for (int i = 0; i <= last - first && !rec.host_port; ++i) {
-          int port = first + (start - first + i) % (last - first + 1);
-          if (allocated(proto, host_ip, port)) continue;
-          Fd fd = reserve_port(proto, host_ip, port);
-          if (fd.fd < 0) continue;
-          rec.host_port = port;
-          rec.reservation = std::move(fd);
-          m.next_port[proto] = port + 1 > last ? first : port + 1;
-        }
-        if (!rec.host_port)
-          throw api::HttpError(500, "Bind for " + host_ip + ":0 failed: no free host port");
-      } else {
-        int lo = 0, hi = 0;
-        auto dash = b.host_port.find('-');
-        auto a = parse_port(b.host_port.substr(0, dash));
-        auto z = dash == std::string::npos ? a : parse_port(b.host_port.substr(dash + 1));
-        if (!a || !z || *z < *a)
-          throw api::HttpError(400, "invalid port specification: \"" + b.host_port + "\"");
-        lo = *a;
-        hi = *z;
-        std::string last_error;
-        for (int port = lo; port <= hi && !rec.host_port; ++port) {
-          if (allocated(proto, host_ip, port)) {
-            last_error = "Bind for " + host_ip + ":" + std::to_string(port) +
-                         " failed: port is already allocated";
-            continue;
-          }
-          Fd fd = reserve_port(proto, host_ip, port);
-          if (fd.fd < 0) {
-            last_error = "Error starting userland proxy: listen " + proto + "4 " + host_ip + ":" +
-                         std::to_string(port) + ": bind: address already in use";
-            continue;
-          }
-          rec.host_port = port;
-          rec.reservation = std::move(fd);
-        }
-        if (!rec.host_port) throw api::HttpError(500, last_error);
-      }
-      m.ipt.ensure_all(port_rules(rec.spec()));
-      out.push_back({b.container_port.find('/') == std::string::npos
-                         ? b.container_port + "/tcp"
-                         : b.container_port,
-                     host_ip, std::to_string(rec.host_port)});
-      added.push_back(std::move(rec));
-    }
-  } catch (...) {
-    for (const PortRec& p : added) {
-      try {
-        m.ipt.remove_all(port_rules(p.spec()));
-      } catch (const std::exception&) {
-      }
-    }
-    throw;
-  }
-  m.ports.splice(m.ports.end(), added);
-  m.save_ports();
-  return out;
-}
-
-void NetworkManager::unpublish(const std::string& container_id) {
-  std::lock_guard lock(impl_->mutex);
-  impl_->unpublish_ip(container_id, "");
 }
 
 std::string NetworkManager::resolv_conf(const std::string& network) const {
@@ -898,7 +474,7 @@ std::string NetworkManager::resolv_conf(const std::string& network) const {
 
 json NetworkManager::inspect(const std::string& name_or_id, bool with_containers) const {
   std::lock_guard lock(impl_->mutex);
-  return impl_->net_json(impl_->require(name_or_id), with_containers);
+  return impl_->net_json(impl_->require_fresh(name_or_id), with_containers);
 }
 
 std::vector<json> NetworkManager::list() const {
@@ -912,69 +488,34 @@ std::string NetworkManager::create_network(const NetworkCreate& req) {
   Impl& m = *impl_;
   std::lock_guard lock(m.mutex);
   if (req.name.empty()) throw api::HttpError(400, "network name cannot be empty");
-  std::string driver = req.driver.empty() ? "bridge" : req.driver;
-  if (driver == "host" || driver == "null")
-    throw api::HttpError(403, "only one instance of \"" + driver + "\" network is allowed");
-  if (driver != "bridge")
-    throw api::HttpError(404, "could not find plugin " + driver +
+  std::string driver_name = req.driver.empty() ? "bridge" : req.driver;
+  if (driver_name == "host" || driver_name == "null")
+    throw api::HttpError(403, "only one instance of \"" + driver_name + "\" network is allowed");
+  if (driver_name == "overlay" && !m.overlay)
+    throw api::HttpError(400, "overlay networks need a berth cluster: make the machine with "
+                              "berth create --cluster NAME");
+  if (driver_name != "bridge" && driver_name != "overlay")
+    throw api::HttpError(404, "could not find plugin " + driver_name +
                                   " in v1 plugin registry: plugin not found");
   for (auto& [id, n] : m.nets)
     if (n->name == req.name)
       throw api::HttpError(409, "network with name " + req.name + " already exists");
-  std::vector<Ipv4Net> used;
-  for (auto& [id, n] : m.nets)
-    if (n->is_bridge()) used.push_back(n->ipam.subnet());
-  Ipv4Net subnet;
-  if (!req.subnet.empty()) {
-    auto parsed = Ipv4Net::parse(req.subnet);
-    if (!parsed) throw api::HttpError(400, "invalid CIDR address: " + req.subnet);
-    if (parsed->prefix > 30)
-      throw api::HttpError(400, "invalid subnet " + req.subnet + ": too small for containers");
-    for (const Ipv4Net& u : used)
-      if (u.overlaps(*parsed))
-        throw api::HttpError(403, "invalid pool request: Pool overlaps with other one on this address space");
-    subnet = *parsed;
-  } else {
-    if (!req.gateway.empty())
-      throw api::HttpError(400, "a subnet is needed with a gateway");
-    subnet = pick_subnet(used);
-  }
-  std::uint32_t gateway = subnet.addr + 1;
-  if (!req.gateway.empty()) {
-    auto gw = parse_ipv4(req.gateway);
-    if (!gw) throw api::HttpError(400, "invalid gateway address: " + req.gateway);
-    if (!subnet.contains(*gw) || *gw == subnet.addr || *gw == subnet.broadcast())
-      throw api::HttpError(400, "no matching subnet for gateway " + req.gateway);
-    gateway = *gw;
+  TakenResources taken;
+  for (auto& [id, n] : m.nets) {
+    if (n->has_links()) taken.subnets.push_back(n->ipam.subnet());
+    if (!n->bridge.empty()) taken.bridges[n->bridge] = n->name;
   }
   auto n = std::make_unique<Net>();
   n->id = random_hex(32);
   n->name = req.name;
   n->names->network_name = lower(req.name);
-  n->driver = "bridge";
+  n->driver = driver_name;
   n->created = rfc3339_nanos_now();
   n->internal = req.internal;
   n->attachable = req.attachable;
   n->labels = req.labels;
   n->options = req.options;
-  n->ipam = Ipam(subnet, gateway);
-  auto bn = req.options.find(kBridgeNameOption);
-  n->bridge = bn != req.options.end() ? bn->second : "br-" + n->id.substr(0, 12);
-  if (n->bridge.empty() || n->bridge.size() > 15)
-    throw api::HttpError(400, "invalid bridge name: " + n->bridge);
-  for (auto& [id, other] : m.nets)
-    if (other->bridge == n->bridge)
-      throw api::HttpError(409, "bridge " + n->bridge + " is used by network " + other->name);
-  m.check_bridge_name(n->bridge);
-  try {
-    m.setup_bridge(*n);
-  } catch (...) {
-    try {
-      m.teardown_bridge(*n);
-    } catch (const std::exception&) {
-    }
-    throw;
-  }
+  m.driver_for(*n)->create_network(*n, req, taken);
   m.save(*n);
   m.emit("create", *n);
   std::string id = n->id;
@@ -991,9 +532,8 @@ void NetworkManager::remove_network(const std::string& name_or_id) {
   if (!n.endpoints.empty())
     throw api::HttpError(403, "error while removing network: network " + n.name + " id " + n.id +
                                   " has active endpoints");
-  m.teardown_bridge(n);
-  std::error_code ec;
-  fs::remove(m.net_file(n), ec);
+  if (NetworkDriver* driver = m.driver_for(n)) driver->delete_network(n);
+  m.forget_network(n);
   m.emit("destroy", n);
   std::string id = n.id;
   m.nets.erase(id);
@@ -1013,5 +553,7 @@ ContainerHooks NetworkManager::container_hooks() const {
   std::lock_guard lock(impl_->hooks_mutex);
   return impl_->hooks;
 }
+
+OverlayDriver* NetworkManager::overlay() { return impl_->overlay.get(); }
 
 }  // namespace berth::agent::network

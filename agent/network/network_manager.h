@@ -1,7 +1,10 @@
 #pragma once
 // Container networking: the default "bridge" network on berth0, "host",
-// "none", user-defined bridge networks, IPAM, NAT, published ports and the
-// DNS server that resolves container names on user-defined networks.
+// "none", user-defined bridge networks, overlay networks across a berth
+// cluster (VXLAN, with etcd as the store), IPAM, NAT, published ports and the
+// DNS server that resolves container names on user-defined networks. The
+// drivers (bridge_driver, overlay_driver) make what each kind needs; this
+// class keeps the records.
 // Thread-safe. Network setup goes through netlink (libnl-route-3) and
 // iptables (nft backend) run with argv, never through a shell.
 //
@@ -22,6 +25,7 @@
 //                  resolv.conf = nm.resolv_conf("host") (the host's file)
 //   container:<id>: share the other container's sandbox path; no connect.
 //   container stop/exit: nm.destroy_sandbox(id) (ports, endpoints, netns).
+#include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
@@ -31,6 +35,8 @@
 #include <optional>
 #include <string>
 #include <vector>
+
+#include "agent/network/etcd_client.h"
 
 namespace berth::agent::events {
 class EventBus;
@@ -66,6 +72,21 @@ struct PortBinding {
   std::string host_port;       // "" to pick a free one
 };
 
+// This machine as a member of a berth cluster: overlay networks, kept in
+// etcd (agent.json "cluster").
+struct ClusterSettings {
+  std::string name;       // the cluster
+  std::string machine;    // this member
+  std::string advertise;  // its underlay address: the VXLAN tunnel endpoint
+  EtcdOptions etcd;
+  std::string key_prefix = "/berth/";
+  std::uint16_t vxlan_port = 4789;
+  // A full read of the store this often, even while the watch is quiet (a
+  // partitioned etcd member's watch says nothing).
+  std::chrono::milliseconds resync_interval{30000};
+  std::function<void(const std::string&)> log;  // warnings about the store
+};
+
 // Where the manager keeps and finds things; the defaults are the agent's.
 struct NetworkSettings {
   std::filesystem::path netns_dir = "/run/berth/netns";
@@ -80,18 +101,21 @@ struct NetworkSettings {
   // API and state still work; connect/publish fail). For agents run on a
   // machine whose network must not change, e.g. tests on the build host.
   bool manage_host = true;
+  // Set: `docker network create -d overlay` works, across the cluster.
+  std::optional<ClusterSettings> cluster;
 };
 
 // POST /networks/create, already validated for shape.
 struct NetworkCreate {
   std::string name;
-  std::string driver = "bridge";
+  std::string driver = "bridge";  // or "overlay" (on a cluster member)
   bool internal = false;
   bool attachable = false;
   std::map<std::string, std::string> labels;
   std::map<std::string, std::string> options;
   std::string subnet;   // "" to pick one like dockerd
   std::string gateway;  // "" for the first address
+  std::string ip_range;  // overlay: where addresses come from ("" for the whole subnet)
 };
 
 // A container as the network API needs it (resolved by the runtime).
@@ -194,6 +218,9 @@ class NetworkManager {
   // GET /events: network create, connect, disconnect and destroy go here
   // (none while unset).
   void set_events(std::shared_ptr<events::EventBus> bus);
+
+  // The overlay driver on a cluster member (berth's /berth/cluster routes), else nullptr.
+  class OverlayDriver* overlay();
 
   struct Impl;
   Impl& impl() { return *impl_; }

@@ -67,7 +67,12 @@ TEST(NetworkApi, CreateListInspectConnectRemovePrune) {
         r = call(api, "POST", "/networks/create", R"({"Name":"app"})");
         NET_CHECK(r.status == 409u);
         NET_CHECK(json_of(r)["message"] == "network with name app already exists");
-        NET_CHECK(call(api, "POST", "/networks/create", R"({"Name":"o","Driver":"overlay"})").status == 404u);
+        // Not a cluster member: overlay networks say what they need.
+        r = call(api, "POST", "/networks/create", R"({"Name":"o","Driver":"overlay"})");
+        NET_CHECK(r.status == 400u);
+        NET_CHECK(json_of(r)["message"] ==
+                  "overlay networks need a berth cluster: make the machine with berth create --cluster NAME");
+        NET_CHECK(call(api, "POST", "/networks/create", R"({"Name":"o","Driver":"macvlan"})").status == 404u);
         NET_CHECK(call(api, "POST", "/networks/create", R"({"Name":"h","Driver":"host"})").status == 403u);
         NET_CHECK(call(api, "POST", "/networks/create", R"({"Name":)").status == 400u);
         NET_CHECK(call(api, "POST", "/networks/create", R"({"Name":"spare","Internal":true})").status == 201u);

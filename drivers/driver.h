@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "core/secrets.h"
@@ -87,6 +88,8 @@ struct DriverContext {
   // that `berth rm` can clean up from (cloud ids as soon as they exist).
   std::function<void(const nlohmann::json& driver_state)> checkpoint = {};
   bool quiet = false;   // no progress output
+  // Names the step a long operation has reached; create prints each with its time.
+  std::function<void(std::string_view)> step = {};
   // Set when the machine joins a cluster: a driver that makes VMs gives them
   // a second NIC on the segment; others ignore it (their hosts already reach
   // each other).

@@ -15,7 +15,9 @@ if [[ ${1:-} == --down ]]; then
   exec "$berth" rm -f "$name"
 fi
 
-"$here/scripts/setup.sh" "$build"
+# Only what the main job runs: no tests, only berth and berth-agent.
+BERTH_CMAKE_ARGS="-DBERTH_TESTS=OFF ${BERTH_CMAKE_ARGS:-}" BERTH_TARGETS="berth berth-agent" \
+  "$here/scripts/setup.sh" "$build"
 
 if "$berth" ls -q | grep -qx "$name"; then "$berth" rm -f "$name"; fi
 "$berth" create --engine-label purpose=quickstart "$name"

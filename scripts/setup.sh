@@ -47,6 +47,12 @@ fi
 # libvirtd and virtlogd (no systemd needed). libvirt's `default` network must
 # never start on this machine: drop its autostart link before the daemon reads it.
 rm -f /etc/libvirt/qemu/networks/autostart/default.xml
+# /dev/kvm as udev leaves it (group kvm, 0660). Closed to QEMU's user, it makes
+# libvirtd probe QEMU again on every domain define (30-50 s each).
+if [[ -c /dev/kvm ]] && getent group kvm >/dev/null && [[ $(stat -c '%G %a' /dev/kvm) != "kvm 660" ]]; then
+  echo "setup: /dev/kvm was $(stat -c '%a %G' /dev/kvm); giving it udev's group kvm, mode 0660"
+  chgrp kvm /dev/kvm && chmod 0660 /dev/kvm
+fi
 pgrep -x virtlogd >/dev/null || virtlogd -d
 pgrep -x libvirtd >/dev/null || libvirtd -d
 for _ in $(seq 50); do virsh -c qemu:///system version >/dev/null 2>&1 && break; sleep 0.2; done
@@ -54,6 +60,8 @@ for _ in $(seq 50); do virsh -c qemu:///system version >/dev/null 2>&1 && break;
 # berth-os, the default image of the VM drivers (skipped when up to date).
 "$here/image/build.sh" "$here/image/out"
 
+# BERTH_TARGETS limits the build (quickstart: only berth and berth-agent).
 cmake -S "$here" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release ${BERTH_CMAKE_ARGS:-}
-cmake --build "$build" -j"$(nproc)"
+# shellcheck disable=SC2086
+cmake --build "$build" -j"$(nproc)" ${BERTH_TARGETS:+--target $BERTH_TARGETS}
 echo "setup: built $build/cli/berth and $build/agent/berth-agent"

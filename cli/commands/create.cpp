@@ -85,8 +85,10 @@ void run_create(Context& ctx, CreateOptions& o) {
     throw UserError(fmt::format("machine '{}' already exists; pick another name or 'berth rm {}' first", o.name, o.name));
 
   install_interrupt_handler(ctx);
+  Steps step(o.name, o.quiet);
   DriverContext dctx = driver_context(ctx, o.name, o.engine.port);
   dctx.quiet = o.quiet;
+  dctx.step = step.reporter();
   std::optional<PendingMember> member;
   if (!o.cluster.empty()) {
     member = prepare_member(ctx, o.cluster, o.name, factory.name(), o.cluster_advertise);
@@ -109,7 +111,6 @@ void run_create(Context& ctx, CreateOptions& o) {
   record.created_at = now_rfc3339();
   record.phase = "creating";
   record.driver_state = driver->save_state();
-  Steps step(o.name, o.quiet);
   try {
     store.save(record);
     ctx.cancel().throw_if_cancelled();

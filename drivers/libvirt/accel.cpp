@@ -1,8 +1,11 @@
 #include "drivers/libvirt/accel.h"
 
+#include <grp.h>
+#include <sys/stat.h>
 #include <sys/utsname.h>
 #include <unistd.h>
 
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 #include <optional>
 
@@ -19,6 +22,26 @@ std::string host_kernel_key() {
 }
 
 bool kvm_device_usable() { return ::access("/dev/kvm", R_OK | W_OK) == 0; }
+
+std::optional<KvmNode> read_kvm_node() {
+  struct stat st {};
+  if (::stat("/dev/kvm", &st) != 0 || !S_ISCHR(st.st_mode)) return std::nullopt;
+  KvmNode node{st.st_mode & 07777u, static_cast<unsigned>(st.st_gid), 0};
+  if (const struct group* g = ::getgrnam("kvm")) node.kvm_gid = static_cast<unsigned>(g->gr_gid);
+  return node;
+}
+
+std::string slow_define_reason(const std::optional<KvmNode>& node) {
+  if (!node) return "";
+  const bool others_rw = (node->mode & 06u) == 06u;
+  const bool group_rw = (node->mode & 060u) == 060u && node->kvm_gid != 0 && node->gid == node->kvm_gid;
+  if (others_rw || group_rw) return "";
+  return fmt::format(
+      "libvirtd probes QEMU again on every define because /dev/kvm (mode {:04o}, group {}) is closed to QEMU's "
+      "user while its probe, run as root, found KVM; run 'chgrp kvm /dev/kvm && chmod 0660 /dev/kvm' as root "
+      "(udev does this on most hosts) and defines take well under a second",
+      node->mode, node->gid == node->kvm_gid && node->kvm_gid != 0 ? std::string("kvm") : std::to_string(node->gid));
+}
 
 AccelDecision decide_accel(const std::string& wanted, bool kvm_device, const fs::path& cache_file,
                            const std::string& host_key, const std::function<bool()>& probe,

@@ -4,6 +4,7 @@
 // and caches the answer.
 #include <filesystem>
 #include <functional>
+#include <optional>
 #include <string>
 
 namespace berth::virt {
@@ -26,5 +27,19 @@ AccelDecision decide_accel(const std::string& wanted, bool kvm_device, const std
 
 // /dev/kvm exists and this user can open it.
 bool kvm_device_usable();
+
+// /dev/kvm as libvirtd judges it for QEMU's user (libvirt-qemu, group kvm).
+struct KvmNode {
+  unsigned mode = 0;       // permission bits
+  unsigned gid = 0;        // the node's group
+  unsigned kvm_gid = 0;    // the kvm group's id (0 when there is none)
+};
+std::optional<KvmNode> read_kvm_node();
+
+// Why libvirtd may take tens of seconds on every domain define, with the fix;
+// "" when no known cause applies. libvirtd's QEMU probe (as root) finds KVM,
+// but a /dev/kvm closed to QEMU's user makes it judge KVM unusable, so it
+// throws the cached capabilities away and probes QEMU again on every define.
+std::string slow_define_reason(const std::optional<KvmNode>& node);
 
 }  // namespace berth::virt

@@ -37,6 +37,8 @@ constexpr const char* kLog = "libvirt";
 constexpr auto kStopTimeout = 30s;
 constexpr auto kSshTimeout = 120s;
 constexpr auto kLeaseTimeout = 60s;
+constexpr auto kConsoleTimeout = 60s;
+constexpr std::chrono::duration<double> kSlowDefine = 5s;
 constexpr auto kProbeTimeout = 4s;
 constexpr int kGuestAgentPort = 2376;
 
@@ -135,19 +137,28 @@ class LibvirtDriver final : public Driver {
   void create() override {
     try {
       ensure_private_dir(dir_);
+      step("libvirt: image");
       resolve_image();
       ctx_.cancel.throw_if_cancelled();
+      step("libvirt: keys and cidata");
       generate_ed25519_key(key_path(), "berth@" + name());
       generate_ed25519_key(host_key_path(), "root@" + name());
       write_cidata();
       auto conn = virt::connect(s_.uri, name());
       if (s_.accel.empty()) decide_accel(conn.get());
       ctx_.cancel.throw_if_cancelled();
+      step("libvirt: storage pool and disks");
       remove_domain(conn.get());  // a leftover with our name can only be ours
       make_volumes(conn.get());
       ctx_.cancel.throw_if_cancelled();
       boot(conn.get());
-      if (!user_net()) wait_for_lease(conn.get());
+      if (!user_net()) {
+        step("libvirt: waiting for a DHCP lease");
+        wait_for_lease(conn.get());
+      }
+      step("booting to the first console line");
+      wait_for_console();
+      step("booting to SSH");
       wait_for_ssh();
     } catch (...) {
       log::debug(kLog, "create of {} failed; removing what it made", name());
@@ -578,9 +589,13 @@ class LibvirtDriver final : public Driver {
         if (virDomainGetUUIDString(old.get(), uuid) == 0) d.uuid = uuid;  // redefine that very domain
       }
       const std::string xml = virt::domain_xml(d);
+      step("libvirt: defining the domain");
+      const auto defining = std::chrono::steady_clock::now();
       virt::Domain dom(virDomainDefineXML(conn, xml.c_str()));
       if (!dom) virt::fail(name(), "define domain " + domain_name());
+      explain_slow_define(std::chrono::steady_clock::now() - defining);
       ctx_.cancel.throw_if_cancelled();
+      step("libvirt: starting the domain");
       if (virDomainCreate(dom.get()) == 0) {
         log::debug(kLog, "{} started (ssh {}, agent {})", domain_name(), s_.ssh_port, s_.agent_port);
         return;
@@ -625,6 +640,30 @@ class LibvirtDriver final : public Driver {
   // Waits for sshd in the guest. QEMU's user networking accepts connections on the
   // forwarded port before the guest is up and retries its SYN to the guest only after
   // seconds, so short attempts (a fresh SYN each) notice a ready guest soonest.
+  void step(std::string_view what) const {
+    if (ctx_.step) ctx_.step(what);
+  }
+
+  // A define normally takes well under a second; say why when it did not.
+  void explain_slow_define(std::chrono::steady_clock::duration took) const {
+    const double secs = std::chrono::duration<double>(took).count();
+    if (secs < kSlowDefine.count() || ctx_.quiet) return;
+    const std::string why = virt::slow_define_reason(virt::read_kvm_node());
+    fmt::print(stderr, "{}: libvirtd took {:.1f} s to define the domain; {}\n", name(), secs,
+               why.empty() ? "see libvirtd's log (journalctl -u libvirtd) for why" : why);
+  }
+
+  // The console's first line: the kernel started. Not fatal: SSH's wait names the problem.
+  void wait_for_console() const {
+    const auto deadline = std::chrono::steady_clock::now() + kConsoleTimeout;
+    std::error_code ec;
+    while (std::chrono::steady_clock::now() < deadline) {
+      ctx_.cancel.throw_if_cancelled();
+      if (fs::file_size(console_path(), ec) > 0 && !ec) return;
+      std::this_thread::sleep_for(100ms);
+    }
+  }
+
   void wait_for_ssh() {
     const auto deadline = std::chrono::steady_clock::now() + kSshTimeout;
     while (std::chrono::steady_clock::now() < deadline) {

@@ -105,5 +105,20 @@ TEST(Accel, UnreadableCacheMeansProbeAgain) {
   EXPECT_NE(read_file(t.path / "accel.json").find("\"kvm_works\": true"), std::string::npos);
 }
 
+TEST(SlowDefine, AKvmNodeClosedToQemusUserIsNamedWithTheFix) {
+  const std::string why = slow_define_reason(KvmNode{0600, 0, 108});
+  EXPECT_NE(why.find("mode 0600, group 0"), std::string::npos) << why;
+  EXPECT_NE(why.find("chgrp kvm /dev/kvm && chmod 0660 /dev/kvm"), std::string::npos) << why;
+  // Group rw but the wrong group is closed to libvirt-qemu too.
+  EXPECT_NE(slow_define_reason(KvmNode{0660, 0, 108}), "");
+}
+
+TEST(SlowDefine, AnOpenKvmNodeOrNoneIsNoKnownCause) {
+  EXPECT_EQ(slow_define_reason(KvmNode{0660, 108, 108}), "");
+  EXPECT_EQ(slow_define_reason(KvmNode{0666, 0, 108}), "");
+  EXPECT_EQ(slow_define_reason(std::nullopt), "");
+  EXPECT_NE(slow_define_reason(KvmNode{0660, 0, 0}), "");  // no kvm group at all
+}
+
 }  // namespace
 }  // namespace berth::virt

@@ -30,45 +30,34 @@ Response disk_usage(Engine& engine, const Request& req) {
   const auto types = wanted_types(req);
   json out = {{"LayersSize", 0}, {"Images", nullptr}, {"Containers", nullptr}, {"Volumes", nullptr},
               {"BuildCache", nullptr}};
-  std::map<std::string, std::uint64_t> image_sizes;
-  if (types.count("image") || types.count("container")) {
+  if (types.count("image")) {
     const auto images = engine.images.images();
     // How many images hold each layer, over every image (as dockerd counts).
     std::map<std::string, int> layer_refs;
     std::map<std::string, std::uint64_t> layer_size;
-    for (const auto& rec : images) {
-      image_sizes[rec.id] = rec.size;
-      for (const auto& chain : rec.chain_ids) {
+    for (const auto& rec : images)
+      for (const auto& chain : rec.chain_ids)
         if (++layer_refs[chain] == 1)
           if (auto info = engine.images.layer(chain)) layer_size[chain] = info->size;
-      }
+    std::uint64_t total = 0;
+    for (const auto& [chain, size] : layer_size) total += size;
+    json list = json::array();
+    for (const auto& rec : images) {
+      if (engine.intermediate_image && engine.intermediate_image(rec.id)) continue;
+      std::uint64_t shared = 0;
+      for (const auto& chain : rec.chain_ids)
+        if (layer_refs[chain] > 1) shared += layer_size[chain];
+      json s = image_summary_json(rec);
+      s["SharedSize"] = shared;
+      s["Containers"] = engine.containers.users_of_image(rec.id).size();
+      list.push_back(std::move(s));
     }
-    if (types.count("image")) {
-      std::uint64_t total = 0;
-      for (const auto& [chain, size] : layer_size) total += size;
-      json list = json::array();
-      for (const auto& rec : images) {
-        if (engine.intermediate_image && engine.intermediate_image(rec.id)) continue;
-        std::uint64_t shared = 0;
-        for (const auto& chain : rec.chain_ids)
-          if (layer_refs[chain] > 1) shared += layer_size[chain];
-        json s = image_summary_json(rec);
-        s["SharedSize"] = shared;
-        s["Containers"] = engine.containers.users_of_image(rec.id).size();
-        list.push_back(std::move(s));
-      }
-      out["LayersSize"] = total;
-      out["Images"] = std::move(list);
-    }
+    out["LayersSize"] = total;
+    out["Images"] = std::move(list);
   }
   if (types.count("container")) {
-    json list = engine.containers.list({.all = true, .size = true});
-    // SizeRootFs: the writable layer plus the image's layers.
-    for (json& c : list) {
-      auto it = image_sizes.find(c.value("ImageID", ""));
-      if (it != image_sizes.end()) c["SizeRootFs"] = c.value("SizeRw", std::int64_t{0}) + static_cast<std::int64_t>(it->second);
-    }
-    out["Containers"] = std::move(list);
+    // SizeRw, and SizeRootFs with the image's layers.
+    out["Containers"] = engine.containers.list({.all = true, .size = true});
   }
   if (types.count("volume")) {
     json list = json::array();

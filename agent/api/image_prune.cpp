@@ -89,8 +89,9 @@ Response prune(img::ImageStore& store, const Request& req, const HiddenImage& hi
   for (const auto& [key, values] : filters) {
     if (key == "dangling") {
       for (const auto& v : values) {
-        if (v == "true" || v == "1") dangling = true;
-        else if (v == "false" || v == "0") dangling = false;
+        // Go's strconv.ParseBool, as dockerd's GetBoolOrDefault (docker-py sends "False").
+        if (v == "1" || v == "t" || v == "T" || v == "true" || v == "TRUE" || v == "True") dangling = true;
+        else if (v == "0" || v == "f" || v == "F" || v == "false" || v == "FALSE" || v == "False") dangling = false;
         else throw HttpError(400, "invalid filter 'dangling=" + v + "'");
       }
     } else if (key == "until") {

@@ -212,9 +212,12 @@ TEST_F(DiskUsageTest, ImagePruneNeverRemovesAnImageInUse) {
   out = prune("?filters=%7B%22dangling%22%3A%7B%22false%22%3Atrue%7D%2C%22until%22%3A%7B%222020-01-01T00%3A00%3A00Z%22%3Atrue%7D%7D");
   EXPECT_TRUE(out["ImagesDeleted"].is_null()) << out.dump();
 
+  EXPECT_EQ(call("POST", "/v1.47/images/prune?filters=%7B%22dangling%22%3A%5B%22maybe%22%5D%7D").status, 400u);
+  EXPECT_EQ(call("POST", "/v1.47/images/prune?filters=%7B%22color%22%3A%5B%22red%22%5D%7D").status, 400u);
+
   // -a: app:2 goes with its own layer; app:1 stays for its container, and so
-  // does the base layer they share.
-  out = prune("?filters=%7B%22dangling%22%3A%5B%22false%22%5D%7D");
+  // does the base layer they share. ("False": docker-py's spelling.)
+  out = prune("?filters=%7B%22dangling%22%3A%5B%22False%22%5D%7D");
   EXPECT_EQ(out["ImagesDeleted"],
             json::array({{{"Untagged", "app:2"}}, {{"Deleted", app2_}}, {{"Deleted", top2_.chain_id}}}));
   EXPECT_EQ(out["SpaceReclaimed"], 30);

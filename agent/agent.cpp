@@ -187,7 +187,12 @@ int run_agent(const RunOptions& options) {
                                                        images.count()};
                             },
                             security_options(config.security)});
+    api::add_image_prune_routes(router, engine);  // before /images/{name...}
     api::add_image_routes(router, engine);
+    api::add_auth_routes(router, engine);
+    api::add_distribution_routes(router, engine);
+    api::add_system_df_routes(router, engine);
+    api::add_swarm_routes(router);
     api::add_build_routes(router, engine);
     api::add_container_routes(router, engine);
     api::add_container_archive_routes(router, engine);

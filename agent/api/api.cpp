@@ -2,6 +2,7 @@
 
 #include <charconv>
 #include <exception>
+#include <nlohmann/json.hpp>
 
 #include "agent/build_info.h"
 #include "core/error.h"
@@ -36,6 +37,15 @@ std::optional<SplitTarget> split_target(std::string_view target) {
     }
   }
   return out;
+}
+
+// "[json.exception.type_error.302] type must be string, but is number" ->
+// "invalid JSON body: type must be string, but is number".
+std::string json_error_text(const nlohmann::json::exception& e) {
+  std::string_view text = e.what();
+  if (auto close = text.find("] "); text.rfind("[json.exception.", 0) == 0 && close != std::string_view::npos)
+    text.remove_prefix(close + 2);
+  return "invalid JSON body: " + std::string(text);
 }
 
 int version_part(std::string_view s) {
@@ -103,6 +113,11 @@ Response Api::handle(Request request) const {
       response = Response::error(404, e.what());
     } catch (const UserError& e) {
       response = Response::error(400, e.what());
+    } catch (const nlohmann::json::exception& e) {
+      // A handler reading a field of the wrong type (or a body that is not
+      // JSON) out of the request body: the client's fault, as dockerd's
+      // "json: cannot unmarshal ..." is.
+      response = Response::error(request.body.empty() ? 500 : 400, json_error_text(e));
     } catch (const std::exception& e) {
       response = Response::error(500, e.what());
     }

@@ -21,6 +21,15 @@ using HiddenImage = std::function<bool(const std::string& image_id)>;
 void add_image_routes(Router& router, image::ImageStore& store, image::RegistryOptions registry,
                       HiddenImage hidden = {}, std::shared_ptr<events::EventBus> events = nullptr);
 
+// POST /auth (agent/api/image_auth.cpp).
+void add_auth_routes(Router& router, image::RegistryOptions registry);
+// GET /distribution/{name}/json (agent/api/image_distribution.cpp).
+void add_distribution_routes(Router& router, image::RegistryOptions registry);
+// POST /images/prune (agent/api/image_prune.cpp); never removes an image a
+// container uses (ImageStore::container_using).
+void add_image_prune_routes(Router& router, image::ImageStore& store, HiddenImage hidden = {},
+                            std::shared_ptr<events::EventBus> events = nullptr);
+
 // Image summaries and inspect bodies, as dockerd builds them.
 nlohmann::json image_summary_json(const image::ImageRecord& rec);
 nlohmann::json image_inspect_json(const image::ImageRecord& rec);

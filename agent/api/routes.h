@@ -6,6 +6,11 @@
 namespace berth::agent::api {
 
 void add_image_routes(Router& router, Engine& engine);      // /images/*
+void add_auth_routes(Router& router, Engine& engine);        // /auth (agent/api/image_auth.cpp)
+void add_distribution_routes(Router& router, Engine& engine);  // /distribution/* (image_distribution.cpp)
+void add_image_prune_routes(Router& router, Engine& engine);   // /images/prune (image_prune.cpp)
+void add_system_df_routes(Router& router, Engine& engine);     // /system/df (agent/api/system_df.cpp)
+void add_swarm_routes(Router& router);                         // swarm-only routes, /plugins (swarm.cpp)
 void add_build_routes(Router& router, Engine& engine);      // /build, /build/prune (agent/api/build_routes.cpp)
 void add_container_routes(Router& router, Engine& engine);  // /containers/*, /exec/*
 void add_container_archive_routes(Router& router, Engine& engine);  // docker cp, export, diff (container_archive.cpp)

@@ -158,6 +158,8 @@ class Session {
   }
 
   const Url& base() const { return base_; }
+  // The token server's refresh token (docker login's IdentityToken), "" when none.
+  const std::string& refresh_token() const { return refresh_token_; }
 
   // A request to base + path, with the authorization; re-authorizes once on 401
   // for requests without a body.
@@ -208,7 +210,8 @@ class Session {
     std::string realm = challenge->params["realm"];
     if (realm.empty()) return;
     std::string service = challenge->params["service"];
-    std::string scope = "repository:" + repo_ + ":" + actions_;
+    // No repository: a login check (docker login), which asks for no scope.
+    std::string scope = repo_.empty() ? "" : "repository:" + repo_ + ":" + actions_;
     HttpRequest req;
     req.verify_tls = !insecure_;
     req.ca_file = ca_file_;
@@ -217,7 +220,8 @@ class Session {
       req.method = "POST";
       req.url = parse_url(realm);
       std::string form = "grant_type=refresh_token&client_id=docker&service=" + url_encode(service) +
-                         "&scope=" + url_encode(scope) + "&refresh_token=" + url_encode(auth_.identity_token);
+                         (scope.empty() ? "" : "&scope=" + url_encode(scope)) +
+                         "&refresh_token=" + url_encode(auth_.identity_token);
       req.headers.emplace_back("Content-Type", "application/x-www-form-urlencoded");
       auto data = std::make_shared<std::string>(form);
       auto pos = std::make_shared<std::size_t>(0);
@@ -231,7 +235,8 @@ class Session {
     } else {
       std::string url = realm + (realm.find('?') == std::string::npos ? "?" : "&");
       if (!service.empty()) url += "service=" + url_encode(service) + "&";
-      url += "scope=" + url_encode(scope);
+      if (!scope.empty()) url += "scope=" + url_encode(scope);
+      else url += "client_id=docker&offline_token=true" + (auth_.username.empty() ? "" : "&account=" + url_encode(auth_.username));
       req.url = parse_url(url);
       if (!auth_.username.empty())
         req.headers.emplace_back("Authorization", "Basic " + base64_encode(auth_.username + ":" + auth_.password));
@@ -245,6 +250,7 @@ class Session {
     std::string token = doc.is_object() ? doc.value("token", doc.value("access_token", "")) : "";
     if (token.empty()) throw RegistryError(500, "token request to " + realm + " returned no token");
     authorization_ = "Bearer " + token;
+    if (doc.contains("refresh_token") && doc["refresh_token"].is_string()) refresh_token_ = doc["refresh_token"].get<std::string>();
   }
 
   Url base_;
@@ -254,6 +260,7 @@ class Session {
   std::string actions_;
   std::string ca_file_;
   std::string authorization_;
+  std::string refresh_token_;
 };
 
 std::vector<Url> endpoints_for(const Reference& ref, const RegistryOptions& options, bool for_pull) {
@@ -702,6 +709,111 @@ void Push::run(const MessageSink& sink) {
     sink(error_message(e.what()));
   } catch (const std::exception& e) {
     sink(error_message(e.what()));
+  }
+}
+
+}  // namespace berth::agent::image
+
+// ---------------------------------------------------------------- login, distribution inspect
+
+namespace berth::agent::image {
+
+std::string registry_login(const RegistryOptions& options, std::string_view server_address, const RegistryAuth& auth) {
+  std::string host(server_address);
+  for (std::string_view scheme : {"https://", "http://"})
+    if (host.rfind(scheme, 0) == 0) host.erase(0, scheme.size());
+  if (auto slash = host.find('/'); slash != std::string::npos) host.resize(slash);
+  Url base;
+  try {
+    base = host.empty() || host == "docker.io" || host == "index.docker.io" || host == "registry-1.docker.io" ||
+                   host == "registry.hub.docker.com"
+               ? parse_url(kHubRegistry)
+               : parse_url("https://" + host);
+  } catch (const std::invalid_argument&) {
+    throw RegistryError(400, "invalid registry address: " + std::string(server_address));
+  }
+  base.target = "/";
+  const bool insecure = is_insecure_registry(base.authority(), options.insecure_registries);
+  Session session(base, insecure, auth, "", "", options.ca_file);
+  auto where = [&] { return "Get \"" + session.base().origin() + "/v2/\": "; };
+  try {
+    session.login();
+    HttpResponse resp = session.call("GET", "/v2/");
+    // dockerd's loginV2 words every other answer this way.
+    if (resp.status != 200) {
+      const std::string reason = resp.status == 401 ? " Unauthorized" : resp.status == 403 ? " Forbidden" : "";
+      throw RegistryError(resp.status == 401 || resp.status == 403 ? 401 : 500,
+                          "login attempt to " + session.base().origin() + "/v2/ failed with status: " +
+                              std::to_string(resp.status) + reason);
+    }
+  } catch (const RegistryError& e) {
+    // The token server refused the credentials (dockerd: "Get .../v2/: unauthorized: ...").
+    if (e.status() == 401 && std::string_view(e.what()).rfind("Get \"", 0) == 0)
+      throw RegistryError(401, where() + "unauthorized: incorrect username or password");
+    throw;
+  } catch (const TransportError& e) {
+    throw RegistryError(500, where() + e.what());
+  } catch (const std::invalid_argument& e) {
+    throw RegistryError(500, where() + e.what());
+  }
+  return session.refresh_token();
+}
+
+namespace {
+json platform_of(const json& p) {
+  json out = json::object();
+  if (!p.is_object()) return out;
+  for (const char* key : {"architecture", "os", "os.version", "os.features", "variant"})
+    if (p.contains(key) && !p[key].is_null()) out[key] = p[key];
+  return out;
+}
+}  // namespace
+
+json distribution_inspect(const RegistryOptions& options, const Reference& ref, const RegistryAuth& auth) {
+  Url base = endpoints_for(ref, options, false).back();
+  const bool insecure = is_insecure_registry(base.authority(), options.insecure_registries);
+  Session session(base, insecure, auth, ref.path, "pull", options.ca_file);
+  const std::string accept = std::string(kMediaOciIndex) + ", " + std::string(kMediaDockerList) + ", " +
+                             std::string(kMediaOciManifest) + ", " + std::string(kMediaDockerManifest);
+  try {
+    session.login();
+    const std::string reference = ref.digest.empty() ? ref.tag : ref.digest;
+    HttpResponse resp = session.call("GET", session.repo_target("/manifests/" + reference), {{"Accept", accept}});
+    if (resp.status != 200) {
+      unsigned status = resp.status == 404 ? 404 : resp.status == 401 || resp.status == 403 ? 401 : 500;
+      throw RegistryError(status, registry_error_text(resp));
+    }
+    const std::string digest = sha256_digest(resp.body);
+    if (is_sha256_digest(reference) && digest != reference)
+      throw RegistryError(500, "manifest verification failed for digest " + reference);
+    json doc = json::parse(resp.body, nullptr, false);
+    if (!doc.is_object()) throw RegistryError(500, "invalid manifest from registry");
+    std::string media = doc.contains("mediaType") && doc["mediaType"].is_string() ? doc["mediaType"].get<std::string>()
+                                                                                   : resp.header("content-type");
+    if (auto semi = media.find(';'); semi != std::string::npos) media.resize(semi);
+    json platforms = json::array();
+    if (doc.contains("manifests") && doc["manifests"].is_array()) {
+      for (const auto& m : doc["manifests"])
+        if (m.is_object() && m.contains("platform")) platforms.push_back(platform_of(m["platform"]));
+    } else if (doc.contains("config") && doc["config"].is_object() && doc["config"].contains("digest") &&
+               doc["config"]["digest"].is_string()) {
+      const std::string config_digest = doc["config"]["digest"].get<std::string>();
+      std::string config;
+      HttpResponse blob = session.call("GET", session.repo_target("/blobs/" + config_digest), {},
+                                       [&](const char* p, std::size_t n) {
+                                         if (config.size() + n > kMaxConfigBytes)
+                                           throw RegistryError(500, "image config is too large");
+                                         config.append(p, n);
+                                       });
+      if (blob.status != 200) throw RegistryError(500, registry_error_text(blob));
+      platforms.push_back(platform_of(json::parse(config, nullptr, false)));
+    }
+    return {{"Descriptor", {{"mediaType", media}, {"digest", digest}, {"size", resp.body.size()}}},
+            {"Platforms", platforms}};
+  } catch (const TransportError& e) {
+    throw RegistryError(500, e.what());
+  } catch (const std::invalid_argument& e) {
+    throw RegistryError(500, e.what());
   }
 }
 

@@ -45,6 +45,17 @@ class RegistryError : public std::runtime_error {
 // certificate checks: listed in `insecure` (host[:port] or CIDR), or loopback.
 bool is_insecure_registry(std::string_view host, const std::vector<std::string>& insecure);
 
+// POST /auth: checks the credentials against the registry's /v2/ (an empty
+// address is Docker Hub). Returns the identity token the token server issued
+// ("" when none). Throws RegistryError: 401 for bad credentials, 500 when
+// the registry cannot be reached.
+std::string registry_login(const RegistryOptions& options, std::string_view server_address,
+                           const RegistryAuth& auth);
+
+// GET /distribution/{name}/json: {Descriptor: {mediaType, digest, size}, Platforms}.
+// Throws RegistryError (401, 404, 500).
+nlohmann::json distribution_inspect(const RegistryOptions& options, const Reference& ref, const RegistryAuth& auth);
+
 // docker pull: resolve() talks to the registry and throws RegistryError
 // (manifest unknown, denied, ...) before any progress is sent; run() fetches
 // what is missing and streams dockerd's progress messages.

@@ -34,6 +34,16 @@ std::vector<std::string> ContainerManager::users_of_volume(const std::string& vo
   return out;
 }
 
+namespace {
+// dockerd's SizeRootFs: the writable layer plus the image's layers. Called
+// without m.mu (the image store calls back into the manager under its lock).
+std::int64_t size_root_fs(const ContainerManager::Impl& m, const json& doc, std::int64_t rw) {
+  if (!m.engine) return rw;
+  auto rec = m.engine->images.image(doc.value("Image", ""));
+  return rec ? rw + static_cast<std::int64_t>(rec->size) : rw;
+}
+}  // namespace
+
 json ContainerManager::inspect(const std::string& ref, bool size) const {
   Impl& m = *impl_;
   ContainerPtr c = m.get(ref);
@@ -50,7 +60,7 @@ json ContainerManager::inspect(const std::string& ref, bool size) const {
   if (size) {
     auto rw = static_cast<std::int64_t>(dir_size(c->dir / "diff"));
     doc["SizeRw"] = rw;
-    doc["SizeRootFs"] = rw;
+    doc["SizeRootFs"] = size_root_fs(m, doc, rw);
   }
   return doc;
 }
@@ -203,7 +213,7 @@ json ContainerManager::list(const ListOptions& o) const {
     if (o.size) {
       auto rw = static_cast<std::int64_t>(dir_size(m.root / id / "diff"));
       s["SizeRw"] = rw;
-      s["SizeRootFs"] = rw;
+      s["SizeRootFs"] = size_root_fs(m, d, rw);
     }
     out.push_back(std::move(s));
     if (o.limit > 0 && static_cast<int>(out.size()) >= o.limit) break;

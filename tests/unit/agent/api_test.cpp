@@ -151,3 +151,44 @@ TEST(Request, QueryParamDecodes) {
 
 }  // namespace
 }  // namespace berth::agent::api
+
+namespace berth::agent::api {
+namespace {
+
+Response post(const Api& api, std::string target, std::string request_body) {
+  Request req;
+  req.method = "POST";
+  req.target = std::move(target);
+  req.body = std::move(request_body);
+  return api.handle(std::move(req));
+}
+
+// A field of the wrong type in a JSON body is the client's fault (400), not
+// the server's, wherever a handler reads it.
+TEST(Api, WrongTypedBodyFieldsAre400) {
+  Router r;
+  r.add("POST", "/things/create", [](const Request& req) {
+    json b = json::parse(req.body);
+    return Response::json(201, {{"Image", b.value("Image", std::string())}, {"N", b.value("N", 0)}});
+  });
+  r.add("POST", "/internal", [](const Request&) -> Response {
+    json stored = {{"Name", 1}};
+    return Response::json(200, {{"Name", stored.value("Name", std::string())}});
+  });
+  Api api(std::move(r));
+  Response ok = post(api, "/v1.47/things/create", R"({"Image":"busybox","N":2})");
+  EXPECT_EQ(ok.status, 201u);
+  Response wrong = post(api, "/v1.47/things/create", R"({"Image":5})");
+  EXPECT_EQ(wrong.status, 400u);
+  EXPECT_EQ(body(wrong)["message"], "invalid JSON body: type must be string, but is number");
+  wrong = post(api, "/v1.47/things/create", R"({"N":"two"})");
+  EXPECT_EQ(wrong.status, 400u);
+  wrong = post(api, "/v1.47/things/create", R"({"Image":)");
+  EXPECT_EQ(wrong.status, 400u);
+  EXPECT_EQ(body(wrong)["message"].get<std::string>().rfind("invalid JSON body: ", 0), 0u);
+  // Without a body, the same failure is the server's own.
+  EXPECT_EQ(post(api, "/v1.47/internal", "").status, 500u);
+}
+
+}  // namespace
+}  // namespace berth::agent::api

@@ -354,6 +354,40 @@ TEST_F(RegistryTest, CreateRouteStreamsPullProgress) {
   }
 }
 
+// GET /distribution/{name}/json: the manifest's descriptor and the config's platform.
+TEST_F(RegistryTest, DistributionRouteDescribesTheManifest) {
+  api::Router router;
+  api::add_distribution_routes(router, RegistryOptions{});
+  auto match = router.match("GET", "/distribution/" + host() + "/busybox/json");
+  ASSERT_TRUE(match);
+  api::Request req;
+  req.method = "GET";
+  req.params = match->params;
+  api::Response resp = (*match->handler)(req);
+  ASSERT_EQ(resp.status, 200u) << resp.body;
+  json doc = json::parse(resp.body);
+  // The digest is the one the registry serves the manifest under.
+  HttpRequest head;
+  head.method = "HEAD";
+  head.url = parse_url("http://" + host() + "/v2/busybox/manifests/latest");
+  head.headers.emplace_back("Accept",
+                            "application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json");
+  HttpResponse served = http_request(head);
+  EXPECT_EQ(doc["Descriptor"]["digest"], served.header("docker-content-digest")) << doc.dump();
+  EXPECT_GT(doc["Descriptor"]["size"].get<std::uint64_t>(), 0u);
+  EXPECT_EQ(doc["Platforms"], json::parse(R"([{"architecture":"amd64","os":"linux"}])")) << doc.dump();
+
+  match = router.match("GET", "/distribution/" + host() + "/nothing:here/json");
+  ASSERT_TRUE(match);
+  req.params = match->params;
+  try {
+    (*match->handler)(req);
+    FAIL() << "a missing repository was described";
+  } catch (const api::HttpError& e) {
+    EXPECT_EQ(e.status(), 404u) << e.what();
+  }
+}
+
 TEST(RegistryHelpers, AuthHeaderAndInsecureRegistries) {
   std::string doc = R"({"username":"u","password":"p?>","serveraddress":"r.example"})";
   std::string encoded = base64_encode(doc);

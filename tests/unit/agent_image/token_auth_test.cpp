@@ -166,5 +166,49 @@ TEST(TokenAuth, WrongOrMissingCredentialsAreRefused) {
   EXPECT_EQ(store.count(), 0u);
 }
 
+// docker login against a token server: no scope, an offline token for the account.
+TEST(TokenAuth, LoginAsksTheTokenServerAndRefusesWrongCredentials) {
+  TokenRegistry registry;
+  RegistryAuth good;
+  good.username = "alice";
+  good.password = "secret";
+  EXPECT_EQ(registry_login({}, registry.host(), good), "");
+  ASSERT_EQ(registry.scopes.size(), 1u);
+  const std::string asked = registry.scopes[0];
+  EXPECT_EQ(asked.find("scope="), std::string::npos) << asked;
+  EXPECT_NE(asked.find("offline_token=true"), std::string::npos) << asked;
+  EXPECT_NE(asked.find("account=alice"), std::string::npos) << asked;
+  EXPECT_NE(asked.find("service=fake"), std::string::npos) << asked;
+
+  RegistryAuth bad = good;
+  bad.password = "wrong";
+  try {
+    registry_login({}, "http://" + registry.host(), bad);
+    FAIL() << "wrong password accepted";
+  } catch (const RegistryError& e) {
+    EXPECT_EQ(e.status(), 401u);
+    EXPECT_EQ(std::string(e.what()),
+              "Get \"http://" + registry.host() + "/v2/\": unauthorized: incorrect username or password");
+  }
+}
+
+TEST(TokenAuth, DistributionInspectDescribesTheIndexAndItsPlatforms) {
+  TokenRegistry registry;
+  RegistryAuth auth;
+  auth.username = "alice";
+  auth.password = "secret";
+  json doc = distribution_inspect({}, parse_reference_default_tag(registry.host() + "/team/app"), auth);
+  EXPECT_EQ(doc["Descriptor"]["digest"], registry.index_digest()) << doc.dump();
+  EXPECT_EQ(doc["Descriptor"]["mediaType"], "application/vnd.oci.image.index.v1+json");
+  EXPECT_EQ(doc["Platforms"], json::parse(R"([{"architecture":"arm64","os":"linux"},{"architecture":"amd64","os":"linux"}])"));
+
+  try {
+    distribution_inspect({}, parse_reference_default_tag(registry.host() + "/team/app:nope"), auth);
+    FAIL() << "a missing tag was described";
+  } catch (const RegistryError& e) {
+    EXPECT_EQ(e.status(), 404u) << e.what();
+  }
+}
+
 }  // namespace
 }  // namespace berth::agent::image

@@ -410,5 +410,87 @@ TEST_F(Engine, ComposeWaitsForAHealthyService) {
   EXPECT_NE(inspect("{{.State.Running}}", "itengfail_app_1"), "true") << "app was never started";
 }
 
+// docker login, through the agent, against the suite's registry (which has
+// no authentication: any credentials pass) and against a port nothing serves.
+TEST_F(Engine, LoginGoesThroughTheAgentToTheRegistry) {
+  TempDir config("berth-it-docker-config");
+  Env env = vm().docker_env();
+  env["DOCKER_CONFIG"] = config.path().string();
+  const std::string registry = lease_->vm().registry_guest();
+  auto ok = run({"docker", "login", "-u", "alice", "-p", "s3cret", registry}, env, 60s);
+  ASSERT_TRUE(ok.ok()) << ok.describe();
+  EXPECT_NE(ok.out.find("Login Succeeded"), std::string::npos) << ok.describe();
+  EXPECT_NE(read_text(config.path() / "config.json").find(registry), std::string::npos);
+  auto refused = run({"docker", "login", "-u", "alice", "-p", "s3cret", "10.0.2.2:1"}, env, 60s);
+  EXPECT_FALSE(refused.ok()) << refused.describe();
+  EXPECT_NE(refused.err.find("10.0.2.2:1"), std::string::npos) << refused.describe();
+}
+
+// docker system df counts what is there; image prune removes a dangling image
+// and keeps one a container runs; system prune answers with its total.
+TEST_F(Engine, SystemDfAndPruneSeeWhatIsThere) {
+  Remove remove{{"itdf", "itdf-user"}};
+  must({"run", "-d", "--name", "itdf", kImage, "sh", "-c",
+        "dd if=/dev/zero of=/big bs=1024 count=2048 2>/dev/null; touch /done; exec sleep 1000"});
+  ASSERT_TRUE(eventually([&] { return docker({"exec", "itdf", "test", "-f", "/done"}).ok(); }, 30s, 200ms));
+  const std::string dangling = must({"commit", "itdf"});
+  const std::string in_use = must({"commit", "itdf"});
+  ASSERT_EQ(dangling.rfind("sha256:", 0), 0u) << dangling;
+  must({"run", "-d", "--name", "itdf-user", in_use, "sleep", "1000"});
+
+  const std::string df = must({"system", "df"});
+  for (const char* row : {"Images", "Containers", "Local Volumes", "Build Cache"})
+    EXPECT_NE(df.find(row), std::string::npos) << df;
+  const std::string verbose = must({"system", "df", "-v"});
+  EXPECT_NE(verbose.find("itdf-user"), std::string::npos) << verbose;
+  // The writable layer holds the 2 MiB file.
+  const std::string size = must({"ps", "-s", "--filter", "name=^itdf$", "--format", "{{.Size}}"});
+  EXPECT_EQ(size.rfind("2.1", 0), 0u) << size;
+
+  const std::string pruned = must({"image", "prune", "-f"});
+  EXPECT_NE(pruned.find("deleted: " + dangling), std::string::npos) << pruned;
+  EXPECT_EQ(pruned.find(in_use), std::string::npos) << pruned;
+  EXPECT_NE(pruned.find("Total reclaimed space"), std::string::npos) << pruned;
+  EXPECT_FALSE(docker({"image", "inspect", dangling}).ok());
+  EXPECT_TRUE(docker({"image", "inspect", in_use}).ok());
+  EXPECT_TRUE(docker({"image", "inspect", kImage}).ok()) << "a tagged image is not dangling";
+
+  const std::string system = must({"system", "prune", "-f"}, 120s);
+  EXPECT_NE(system.find("Total reclaimed space"), std::string::npos) << system;
+  EXPECT_EQ(inspect("{{.State.Running}}", "itdf-user"), "true") << "system prune keeps running containers";
+  docker({"rm", "-f", "itdf-user"});
+  docker({"rmi", in_use});
+}
+
+TEST_F(Engine, SwarmCommandsSayThisIsNoSwarmManager) {
+  auto nodes = docker({"node", "ls"});
+  EXPECT_FALSE(nodes.ok());
+  EXPECT_NE(nodes.err.find("This node is not a swarm manager"), std::string::npos) << nodes.describe();
+  EXPECT_EQ(must({"plugin", "ls", "-q"}), "");
+}
+
+// Debian's python3-docker: run, df, prune and distribution inspect.
+TEST_F(Engine, PythonSdkRunsDfPrunesAndInspectsTheRegistry) {
+  if (!run({"python3", "-c", "import docker"}, {}, 30s).ok()) GTEST_SKIP() << "no python3-docker";
+  Env env = vm().docker_env();
+  env["REQUESTS_CA_BUNDLE"] = std::nullopt;  // requests would take it over DOCKER_CERT_PATH's CA
+  env["CURL_CA_BUNDLE"] = std::nullopt;
+  const std::string script =
+      "import docker, sys\n"
+      "c = docker.from_env()\n"
+      "out = c.containers.run('busybox:latest', ['echo', 'hello from python'], remove=True)\n"
+      "assert out == b'hello from python\\n', out\n"
+      "df = c.df()\n"
+      "assert df['LayersSize'] > 0 and any('busybox:latest' in i['RepoTags'] for i in df['Images']), df\n"
+      "p = c.images.prune(filters={'dangling': True})\n"
+      "assert 'SpaceReclaimed' in p, p\n"
+      "d = c.api.inspect_distribution(sys.argv[1] + '/busybox:latest')\n"
+      "assert d['Descriptor']['digest'].startswith('sha256:'), d\n"
+      "print('python ok')\n";
+  auto r = run({"python3", "-c", script, lease_->vm().registry_guest()}, env, 180s);
+  ASSERT_TRUE(r.ok()) << r.describe();
+  EXPECT_NE(r.out.find("python ok"), std::string::npos) << r.describe();
+}
+
 }  // namespace
 }  // namespace berth::it::containers

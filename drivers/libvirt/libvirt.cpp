@@ -21,6 +21,7 @@
 #include "drivers/ports.h"
 #include "core/ssh.h"
 #include "drivers/libvirt/accel.h"
+#include "drivers/libvirt/boot_diagnosis.h"
 #include "drivers/libvirt/cidata.h"
 #include "drivers/libvirt/domain_xml.h"
 #include "drivers/libvirt/download.h"
@@ -664,23 +665,33 @@ class LibvirtDriver final : public Driver {
     }
   }
 
+  std::string console_text() const {
+    std::error_code ec;
+    return fs::exists(console_path(), ec) ? read_file(console_path()) : std::string();
+  }
+
   void wait_for_ssh() {
     const auto deadline = std::chrono::steady_clock::now() + kSshTimeout;
     while (std::chrono::steady_clock::now() < deadline) {
       ctx_.cancel.throw_if_cancelled();
       if (user_net() ? loopback_ssh_banner(s_.ssh_port, 1500ms) : tcp_port_open(s_.ip, 22, 2s)) return;
+      // A panic or berth-os giving up will not heal: say so now, not at the timeout.
+      if (auto d = virt::diagnose_console(console_text()); d.fatal)
+        throw DriverError(fmt::format("machine '{}' did not boot: {}", name(), d.cause));
       std::this_thread::sleep_for(100ms);
     }
-    // A failed create removes the console with everything else, so say what it showed last.
+    // A failed create removes the console with everything else, so say what it showed.
+    const std::string console = console_text();
+    if (auto d = virt::diagnose_console(console); !d.cause.empty())
+      throw DriverError(fmt::format("machine '{}' started, but SSH did not answer within {} s: {}", name(),
+                                    kSshTimeout.count(), d.cause));
     std::string last;
-    std::error_code ec;
-    if (fs::exists(console_path(), ec)) {
-      for (const auto& line : split_lines(read_file(console_path())))
-        if (!line.empty()) last = line;
-    }
-    throw DriverError(fmt::format("machine '{}' started, but SSH did not answer within {} s; see 'berth logs {}'{}",
-                                  name(), kSshTimeout.count(), name(),
-                                  last.empty() ? "" : " (the console's last line: '" + last.substr(0, 200) + "')"));
+    for (const auto& line : split_lines(console))
+      if (!line.empty()) last = line;
+    throw DriverError(fmt::format("machine '{}' started, but SSH did not answer within {} s{}", name(),
+                                  kSshTimeout.count(),
+                                  last.empty() ? "; the console stayed empty, so the kernel never started"
+                                               : "; the console's last line: '" + last.substr(0, 200) + "'"));
   }
 
   LibvirtState s_;

@@ -444,6 +444,25 @@ TEST_F(LibvirtDriver, KilledCreateIsCleanedByRmForce) {
   for (const auto& v : pools_under(cli().store()).volumes) EXPECT_EQ(v.find("vm-kill"), std::string::npos) << v;
 }
 
+// A berth-os whose initrd is garbage: the kernel panics, and create says so
+// long before SSH's timeout, naming the cause, with nothing left behind.
+TEST_F(LibvirtDriver, ABrokenImageFailsFastNamingTheKernelPanic) {
+  const fs::path image = cli().home() / "broken-os";
+  fs::create_directories(image);
+  fs::copy_file(source_dir() / "image" / "out" / "vmlinuz", image / "vmlinuz", fs::copy_options::overwrite_existing);
+  write_text(image / "initrd", std::string(4096, 'x'));
+  const auto t0 = std::chrono::steady_clock::now();
+  auto r = cli()({"create", "-d", "libvirt", "--libvirt-no-share", "--no-forward", "--libvirt-image", image.string(),
+                  "vm-broken"},
+                 300s);
+  const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_EQ(r.exit_code, 1) << r.describe();
+  EXPECT_NE(r.err.find("did not boot: the guest's kernel panicked: "), std::string::npos) << r.describe();
+  EXPECT_LT(took, 100.0) << "waited for SSH's 120 s timeout instead of reading the console";
+  EXPECT_FALSE(fs::exists(cli().machine_dir("vm-broken")));
+  EXPECT_TRUE(domains("berth-vm-broken-").empty());
+}
+
 TEST_F(LibvirtDriver, RmLeavesNothingBehind) {
   for (const auto& name : kNames) {
     auto rm = cli()({"rm", "-y", name}, 120s);

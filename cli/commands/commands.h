@@ -36,4 +36,8 @@ void setup_import_docker_machine(CLI::App& app, Context& ctx);
 void setup_forward(CLI::App& app, Context& ctx);
 void setup_cluster(CLI::App& app, Context& ctx);
 
+// docker-machine flags berth dropped: using one says why (cli/commands/dropped.cpp).
+void setup_dropped_global_flags(CLI::App& app);
+void setup_dropped_create_flags(CLI::App& create);
+
 }  // namespace berth::cli

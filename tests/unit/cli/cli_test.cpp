@@ -529,4 +529,21 @@ TEST_F(BerthCli, CompletionValueFlagsAreEachCommandsOwn) {
   EXPECT_TRUE(has(fr.out, "alpha")) << fr.out;
 }
 
+TEST_F(BerthCli, NoneMachineAdviceLeadsSomewhere) {
+  add_none_machine("ext", "tcp://127.0.0.1:1");
+  auto r = berth("logs --forwarder ext");
+  EXPECT_EQ(r.code, 1) << r.out;
+  EXPECT_TRUE(has(r.out, "machine 'ext' uses the none driver")) << r.out;
+  EXPECT_FALSE(has(r.out, "berth forward")) << r.out;
+  const std::string before = [&] {
+    std::ifstream in(store() / "machines" / "ext" / "server.pem");
+    return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  }();
+  r = berth("regenerate-certs -f ext");  // create wrote them; berth renews them, their owner installs them
+  EXPECT_EQ(r.code, 0) << r.out;
+  EXPECT_TRUE(has(r.out, "install ")) << r.out;
+  EXPECT_TRUE(has(r.out, "server.pem")) << r.out;
+  EXPECT_FALSE(has(r.out, "does not manage")) << r.out;
+}
+
 }  // namespace

@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cctype>
 #include <regex>
 
 #include "core/error.h"
@@ -69,13 +70,31 @@ std::string closest(const std::string& word, const std::vector<std::string>& can
   return best;
 }
 
+namespace {
+
+const CLI::App& deepest_command(const CLI::App& root) {
+  const CLI::App* cur = &root;
+  for (auto subs = cur->get_subcommands(); !subs.empty(); subs = cur->get_subcommands()) cur = subs.front();
+  return *cur;
+}
+
+// "a machine name" from a positional's help "Machine name (default: the active one)".
+std::string what_positional_is(const CLI::App& cmd, const std::string& name) {
+  const CLI::Option* opt = cmd.get_option_no_throw(name);
+  std::string what = opt ? opt->get_description() : "";
+  what = what.substr(0, what.find(" ("));
+  const bool names_a_thing = what.size() > 5 && (what.ends_with(" name") || what.ends_with(" names"));
+  if (!names_a_thing) return "its " + name + " argument";
+  what[0] = static_cast<char>(std::tolower(static_cast<unsigned char>(what[0])));
+  return (what.back() == 's' ? "one or more " : "a ") + what;
+}
+
+}  // namespace
+
 std::string command_path(const CLI::App& root) {
   std::string path = "berth";
-  const CLI::App* cur = &root;
-  while (true) {
-    const auto subs = cur->get_subcommands();
-    if (subs.empty()) break;
-    cur = subs.front();
+  for (const CLI::App* cur = &root; !cur->get_subcommands().empty();) {
+    cur = cur->get_subcommands().front();
     path += " " + cur->get_name();
   }
   return path;
@@ -127,13 +146,25 @@ std::vector<std::string> resolve_command_word(const CLI::App& root, std::vector<
     word = command_word(root, args);
     if (word.empty() || word == "--help") return args;
   }
-  if (is_command(word)) {
-    if (word == "ssh") drop_ssh_separator(args, command_index(root, args));
-    return args;
+  if (!is_command(word)) {
+    std::string message = fmt::format("'{}' is not a berth command", word);
+    if (auto near = closest(word, names); !near.empty()) message += fmt::format("; did you mean '{}'?", near);
+    throw UsageError(message + " See 'berth --help'");
   }
-  std::string message = fmt::format("'{}' is not a berth command", word);
-  if (auto near = closest(word, names); !near.empty()) message += fmt::format("; did you mean '{}'?", near);
-  throw UsageError(message + " See 'berth --help'");
+  const size_t at = command_index(root, args);
+  if (word == "ssh") drop_ssh_separator(args, at);
+  // A command with its own commands (cluster): its next word is one of them.
+  const CLI::App* sub = root.get_subcommand(word);
+  const auto sub_names = command_names(*sub);
+  if (sub_names.empty()) return args;
+  for (size_t i = at + 1; i < args.size(); ++i) {
+    if (args[i].empty() || args[i][0] == '-') continue;
+    if (std::find(sub_names.begin(), sub_names.end(), args[i]) != sub_names.end()) break;
+    std::string message = fmt::format("'{}' is not a 'berth {}' command", args[i], sub->get_name());
+    if (auto near = closest(args[i], sub_names); !near.empty()) message += fmt::format("; did you mean '{}'?", near);
+    throw UsageError(message + fmt::format(" See 'berth {} --help'", sub->get_name()));
+  }
+  return args;
 }
 
 std::string describe_parse_error(const CLI::ParseError& e, const CLI::App& root) {
@@ -144,22 +175,23 @@ std::string describe_parse_error(const CLI::ParseError& e, const CLI::App& root)
   static const std::regex required("^(\\S+) is required$");
   static const std::regex at_most("^(\\S+): At Most (\\d+) required but received (\\d+)$");
   static const std::regex extras("^The following arguments? (?:was|were) not expected: (.*)$");
+  static const std::regex no_value("^(\\S+): \\d+ required (\\S+) missing$");
+  static const std::regex not_converted("^Could not convert: (\\S+) = (.*)$");
   if (std::regex_match(what, m, required)) {
     const std::string item = m[1];
-    if (item == "name")
-      sentence = fmt::format("'{}' needs a machine name", cmd);
-    else if (item == "names")
-      sentence = fmt::format("'{}' needs one or more machine names", cmd);
-    else if (item.rfind("-", 0) == 0)
-      sentence = fmt::format("'{}' needs {}", cmd, item);
-    else
-      sentence = fmt::format("'{}' needs its {} argument", cmd, item);
+    sentence = item.rfind("-", 0) == 0
+                   ? fmt::format("'{}' needs {}", cmd, item)
+                   : fmt::format("'{}' needs {}", cmd, what_positional_is(deepest_command(root), item));
   } else if (what.find("subcommand") != std::string::npos && e.get_name() == "RequiredError") {
     sentence = cmd == "berth" ? "no command given" : fmt::format("'{}' needs a subcommand", cmd);
   } else if (std::regex_match(what, m, at_most)) {
     const std::string flag = m[1], most = m[2], got = m[3];
     sentence = most == "1" ? fmt::format("{} can be given only once, not {} times", flag, got)
                            : fmt::format("{} takes at most {} values, but got {}", flag, most, got);
+  } else if (std::regex_match(what, m, no_value)) {
+    sentence = fmt::format("{} needs a value", m[1].str());
+  } else if (std::regex_match(what, m, not_converted)) {
+    sentence = fmt::format("{} can't be '{}'", m[1].str(), m[2].str());
   } else if (std::regex_match(what, m, extras)) {
     std::vector<std::string> words;
     const std::string list = m[1];

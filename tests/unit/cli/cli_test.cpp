@@ -275,7 +275,12 @@ TEST_F(BerthCli, ParseErrorsAreSentencesThatPointAtTheCommandsHelp) {
                    {"create --no-such-flag x", 2, {"'berth create' has no flag '--no-such-flag'; see 'berth create --help'"}},
                    {"ls extra", 2, {"'berth ls' does not take the argument 'extra'; see 'berth ls --help'"}},
                    {"", 2, {"no command given; see 'berth --help'"}},
-                   {"create --engine-port abc x", 2, {"see 'berth create --help'"}},
+                   {"create --engine-port abc x", 2, {"--engine-port can't be 'abc'; see 'berth create --help'"}},
+                   {"ls --filter", 2, {"--filter needs a value; see 'berth ls --help'"}},
+                   {"scp a", 2, {"'berth scp' needs its destination argument; see 'berth scp --help'"}},
+                   {"cluster status", 2, {"'berth cluster status' needs a cluster name; see 'berth cluster status --help'"}},
+                   {"cluster sttaus x", 2, {"'sttaus' is not a 'berth cluster' command; did you mean 'status'?"}},
+                   {"cluster", 2, {"'berth cluster' needs a subcommand; see 'berth cluster --help'"}},
                },
                [&](const std::string& a) { return berth(a); });
   EXPECT_FALSE(has(berth("rm").out, "is required"));

@@ -115,15 +115,22 @@ size_t command_index(const CLI::App& root, const std::vector<std::string>& args)
   return args.size();
 }
 
-// `berth ssh NAME -- CMD...`: once NAME is filled, CLI11 hands what follows
-// `--` back to the top level; everything after NAME is the command anyway.
-void drop_ssh_separator(std::vector<std::string>& args, size_t ssh_at) {
+// `berth ssh [FLAGS] NAME CMD...`: flags before NAME are berth's, so an unknown
+// one is an error (CLI11's prefix mode would pass it on). And once NAME is
+// filled, CLI11 hands what follows `--` back to the top level; everything
+// after NAME is the command anyway, so that `--` goes.
+void check_ssh_args(const CLI::App& root, std::vector<std::string>& args, size_t ssh_at) {
   for (size_t i = ssh_at + 1; i < args.size(); ++i) {
-    if (args[i].empty() || args[i][0] != '-') {  // NAME
+    const std::string& a = args[i];
+    if (a == "--") return;
+    if (a.empty() || a[0] != '-') {  // NAME
       if (i + 1 < args.size() && args[i + 1] == "--") args.erase(args.begin() + static_cast<std::ptrdiff_t>(i) + 1);
       return;
     }
-    if (args[i] == "--") return;
+    if (a == "-h" || a == "--help" || a.find('=') != std::string::npos) continue;
+    const CLI::Option* opt = global_option(root, a);
+    if (!opt) throw UsageError(fmt::format("'berth ssh' has no flag '{}'; see 'berth ssh --help'", a));
+    if (opt->get_expected_min() > 0) ++i;
   }
 }
 
@@ -152,7 +159,7 @@ std::vector<std::string> resolve_command_word(const CLI::App& root, std::vector<
     throw UsageError(message + " See 'berth --help'");
   }
   const size_t at = command_index(root, args);
-  if (word == "ssh") drop_ssh_separator(args, at);
+  if (word == "ssh") check_ssh_args(root, args, at);
   // A command with its own commands (cluster): its next word is one of them.
   const CLI::App* sub = root.get_subcommand(word);
   const auto sub_names = command_names(*sub);

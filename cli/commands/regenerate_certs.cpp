@@ -19,6 +19,7 @@ struct RegenerateOptions {
 };
 
 void run_regenerate(Context& ctx, const RegenerateOptions& o) {
+  for (const auto& name : o.names) ctx.store().load(name);  // before asking: NotFound says which
   if (!o.force && !confirm("Regenerate TLS certificates for " + fmt::format("{}", fmt::join(o.names, ", ")) + "?", "-f"))
     return;
   install_interrupt_handler(ctx);

@@ -13,6 +13,7 @@
 #include <fstream>
 #include <functional>
 #include <iterator>
+#include <map>
 #include <stdexcept>
 #include <vector>
 
@@ -549,6 +550,65 @@ TEST_F(BerthCli, NoneMachineAdviceLeadsSomewhere) {
   EXPECT_TRUE(has(r.out, "install ")) << r.out;
   EXPECT_TRUE(has(r.out, "server.pem")) << r.out;
   EXPECT_FALSE(has(r.out, "does not manage")) << r.out;
+}
+
+// Every command in 'berth --help', with bad input: an unknown flag is a usage
+// error naming the flag and the command's own help; a name that can't be a
+// machine (invalid, over-long) is "does not exist", like any unknown machine.
+TEST_F(BerthCli, EveryCommandWithBadInput) {
+  // The arguments each command needs so that the flag is what is wrong; ssh passes flags after NAME on.
+  const std::map<std::string, std::string> needs = {
+      {"create", "x"},          {"ls", ""},           {"active", ""},          {"env", "m"},
+      {"use", "m"},             {"config", "m"},      {"inspect", "m"},        {"ip", "m"},
+      {"url", "m"},             {"status", "m"},      {"ssh", "m"},            {"scp", "m:/a /tmp/b"},
+      {"start", "m"},           {"stop", "m"},        {"restart", "m"},        {"kill", "m"},
+      {"provision", "m"},       {"regenerate-certs", "m"}, {"upgrade", "m"},   {"rm", "m"},
+      {"version", ""},          {"logs", "m"},        {"completion", "bash"},  {"mount", "m:/a /tmp/b"},
+      {"import-docker-machine", ""}, {"forward", "m"}, {"cluster", "status c"},
+  };
+  const std::string help = berth("--help").out;
+  const auto at = help.find("Subcommands:\n");
+  ASSERT_NE(at, std::string::npos) << help;
+  std::vector<std::string> commands;
+  for (size_t pos = help.find('\n', at) + 1; pos < help.size() && help.compare(pos, 2, "  ") == 0;
+       pos = help.find('\n', pos) + 1) {
+    const size_t start = help.find_first_not_of(' ', pos);
+    commands.push_back(help.substr(start, help.find_first_of(" ,", start) - start));
+  }
+  ASSERT_EQ(commands.size(), needs.size()) << help;
+  for (const auto& cmd : commands) {
+    ASSERT_TRUE(needs.count(cmd)) << "a new command: add it to this table: " << cmd;
+    auto r = berth(cmd + " --no-such-flag " + needs.at(cmd));
+    EXPECT_EQ(r.code, 2) << cmd << ": " << r.out;
+    std::string path = cmd == "cluster" ? "berth cluster status" : "berth " + cmd;
+    if (cmd == "ssh") {
+      EXPECT_TRUE(has(r.out, "'berth ssh' has no flag '--no-such-flag'; see 'berth ssh --help'")) << r.out;
+      continue;
+    }
+    EXPECT_TRUE(has(r.out, "'" + path + "' has no flag '--no-such-flag'; see '" + path + " --help'")) << cmd << ": " << r.out;
+    EXPECT_EQ(lines(r.out), 1) << cmd << ": " << r.out;
+  }
+  add_none_machine("m", "tcp://127.0.0.1:1");
+  for (const char* cmd : {"env", "use", "config", "inspect", "ip", "url", "status", "ssh", "start", "stop", "restart",
+                          "kill", "provision", "regenerate-certs -f", "regenerate-certs", "upgrade", "rm -y", "rm", "version", "logs",
+                          "forward"}) {
+    for (const std::string& name : {std::string("bad_name"), std::string(65, 'a'), std::string(300, 'b')}) {
+      auto r = berth(std::string(cmd) + " " + name);
+      EXPECT_EQ(r.code, 4) << cmd << " " << name << ": " << r.out;
+      EXPECT_TRUE(has(r.out, "does not exist (")) << cmd << ": " << r.out;
+      EXPECT_TRUE(has(r.out, name.size() > 64 ? "at most 64 characters, this one has " + std::to_string(name.size())
+                                              : "use letters, digits"))
+          << cmd << ": " << r.out;
+      EXPECT_EQ(lines(r.out), 1) << cmd << ": " << r.out;
+    }
+  }
+  auto r = berth("ls --format '{{.Name}} {{.Sate}}'");
+  EXPECT_EQ(r.code, 1) << r.out;
+  EXPECT_TRUE(has(r.out, "{{.Sate}}: there is no field Sate; the fields are:")) << r.out;
+  EXPECT_TRUE(has(r.out, "State")) << r.out;
+  r = berth("inspect -f '{{.Name' m");
+  EXPECT_EQ(r.code, 2) << r.out;
+  EXPECT_TRUE(has(r.out, "invalid template")) << r.out;
 }
 
 }  // namespace

@@ -39,5 +39,6 @@ void setup_cluster(CLI::App& app, Context& ctx);
 // docker-machine flags berth dropped: using one says why (cli/commands/dropped.cpp).
 void setup_dropped_global_flags(CLI::App& app);
 void setup_dropped_create_flags(CLI::App& create);
+void setup_dropped_scp_flags(CLI::App& scp);
 
 }  // namespace berth::cli

@@ -3,6 +3,8 @@
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
+#include <string_view>
+
 #include "cli/commands/commands.h"
 #include "core/error.h"
 
@@ -49,11 +51,17 @@ const Dropped kGlobalFlags[] = {
     {"--bugsnag-api-token", true, "berth sends no crash reports"},
 };
 
+const Dropped kScpFlags[] = {
+    {"-d,--delta", false,
+     "berth copies over SFTP with the pinned host key, not rsync; 'berth mount' gives rsync a local path"},
+};
+
 template <size_t N>
 void add_dropped(CLI::App& cmd, const Dropped (&flags)[N]) {
   for (const Dropped& d : flags) {
     auto fail = [d] {
-      throw UsageError(fmt::format("{} was dropped because {}", d.flag, d.why));
+      const std::string_view names = d.flag;
+      throw UsageError(fmt::format("{} was dropped because {}", names.substr(names.rfind(',') + 1), d.why));
     };
     CLI::Option* opt = d.takes_value
                            ? cmd.add_option_function<std::string>(d.flag, [fail](const std::string&) { fail(); })
@@ -66,5 +74,6 @@ void add_dropped(CLI::App& cmd, const Dropped (&flags)[N]) {
 
 void setup_dropped_global_flags(CLI::App& app) { add_dropped(app, kGlobalFlags); }
 void setup_dropped_create_flags(CLI::App& create) { add_dropped(create, kCreateFlags); }
+void setup_dropped_scp_flags(CLI::App& scp) { add_dropped(scp, kScpFlags); }
 
 }  // namespace berth::cli

@@ -298,6 +298,7 @@ TEST_F(BerthCli, DroppedDockerMachineFlagsSayWhy) {
                    {"create --swarm-discovery token://x x1", 2, {"--swarm-discovery was dropped because"}},
                    {"--native-ssh ls", 2, {"--native-ssh was dropped because"}},
                    {"--tls-ca-cert /x/ca.pem ls", 2, {"--tls-ca-cert was dropped because", "regenerate-certs"}},
+                   {"scp -d a:/x /tmp/y", 2, {"--delta was dropped because", "SFTP"}},
                },
                [&](const std::string& a) { return berth(a); });
   EXPECT_FALSE(fs::exists(store() / "machines" / "x1"));
@@ -485,6 +486,12 @@ TEST_F(BerthCli, DockerMachineHabits) {
   EXPECT_EQ(berth("active", "DOCKER_HOST=tcp://127.0.0.1:1 DOCKER_MACHINE_NAME=twin").out, "twin\n");
   EXPECT_EQ(berth("active", "DOCKER_HOST=tcp://127.0.0.1:1 BERTH_MACHINE_NAME=twin").out, "twin\n");
   EXPECT_EQ(berth("active", "DOCKER_HOST=tcp://127.0.0.1:1 BERTH_MACHINE_NAME=a").out, "a\n");
+  // scp: -q is accepted; user@ must be the machine's SSH user (none has none: nothing to check).
+  r = berth("scp -q a:/x ghost:/y");
+  EXPECT_EQ(r.code, 4) << r.out;
+  EXPECT_TRUE(has(r.out, "machine 'ghost' in 'ghost:/y' does not exist")) << r.out;
+  r = berth("scp -q docker@a:/x /tmp/y");
+  EXPECT_NE(r.code, 2) << r.out;
   // ls -f is --format, as in docker-machine; --filter is spelled out.
   EXPECT_EQ(berth("ls -f '{{.Name}}' --filter name=^b").out, "b\n");
 }

@@ -88,6 +88,14 @@ void run_ls(Context& ctx, const LsOptions& o) {
   std::error_code ec;
   if (!ctx.storage_path.empty() && !fs::is_directory(ctx.storage_path, ec))
     throw UserError("storage path " + ctx.storage_path + " is not a directory; 'berth create' makes it, or check -s/BERTH_STORAGE_PATH");
+  if (o.quiet && !filter.uses_record()) {  // names only: no record is even read
+    for (const auto& name : ctx.store().names()) {
+      LsRow row;
+      row.name = name;
+      if (filter.matches(row)) fmt::print("{}\n", name);
+    }
+    return;
+  }
   auto machines = ctx.store().list();
   // Name, driver and label filters need only the store: hosts are asked only about the machines left.
   std::erase_if(machines, [&](const StoredMachine& m) { return !filter.matches_stored(stored_row(m)); });

@@ -46,6 +46,8 @@ class LsFilter {
   // The same without state=: what the store alone can answer.
   bool matches_stored(const LsRow& row) const;
   bool uses_state() const { return !states_.empty(); }
+  // Whether it looks past the name (driver=, label=, state=).
+  bool uses_record() const { return !drivers_.empty() || !labels_.empty() || !states_.empty(); }
 
  private:
   std::vector<std::string> drivers_, states_, labels_;  // drivers_/states_ lower-case

@@ -118,6 +118,10 @@ void refuse_on_engine_host(const MachineRecord& record, const std::string& what)
   if (!is_engine_host(record)) return;
   std::string how = "'berth rm " + record.name + "', then 'berth create -d " + record.driver + " ... " +
                     record.name + "'";
+  if (record.driver == "none")  // no SSH: berth can't install its agent there
+    throw UserError("machine '" + record.name + "' is a docker-machine engine host (dockerd, imported from " +
+                    record.imported_from.path + ") on the none driver; berth cannot " + what +
+                    " it: without SSH it can only point docker at its dockerd, as it does now");
   if (record.driver == "generic") {
     const auto& s = record.driver_state;
     how = "'berth rm " + record.name + "' (the host and its dockerd stay), then 'berth create -d generic " +
@@ -289,10 +293,29 @@ void destroy_machine(Context& ctx, const std::string& name, const std::optional<
   ctx.store().remove_machine_dir(name);
 }
 
+std::string error_state_reason(Context& ctx, const MachineRecord& record, const Driver& driver,
+                               std::chrono::milliseconds timeout) {
+  std::string err;
+  if (auto ssh = driver.ssh_endpoint(); ssh && !tcp_port_open(ssh->host, ssh->port, timeout, &err))
+    return fmt::format("SSH at {}:{}: {}", ssh->host, ssh->port, err);
+  const AgentEndpoint ep = agent_endpoint(ctx, record);
+  if (agent_docker_version(ep, timeout, &err).empty()) return fmt::format("agent at {}: {}", ep.url, err);
+  return "";
+}
+
 std::optional<std::string> active_machine(Context& ctx) {
   const char* host = std::getenv("DOCKER_HOST");
   Store& store = ctx.store();
   if (host && *host) {
+    // Two machines may share a URL: the one `env` named (or docker-machine's variable) wins.
+    for (const char* var : {"BERTH_MACHINE_NAME", "DOCKER_MACHINE_NAME"}) {
+      const char* named = std::getenv(var);
+      if (!named || !store.exists(named)) continue;
+      try {
+        if (machine_url(ctx, store.load(named)) == host) return std::string(named);
+      } catch (const Error&) {
+      }
+    }
     for (const auto& m : store.list()) {
       if (!m.record) continue;
       try {

@@ -42,6 +42,11 @@ const DriverFactory& driver_factory(Context& ctx, const MachineRecord& record);
 void refuse_on_engine_host(const MachineRecord& record, const std::string& what);
 
 std::string machine_url(Context& ctx, const MachineRecord& record);
+
+// Why a machine is in the Error state: its SSH port or its agent, as reached
+// now within `timeout`. Empty when both answer.
+std::string error_state_reason(Context& ctx, const MachineRecord& record, const Driver& driver,
+                               std::chrono::milliseconds timeout);
 AgentEndpoint agent_endpoint(Context& ctx, const MachineRecord& record);
 
 // Refreshes record.ssh from the driver (the port or address may move) and opens

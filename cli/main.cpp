@@ -1,11 +1,15 @@
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <csignal>
 #include <exception>
+#include <string>
+#include <vector>
 
 #include "cli/commands/commands.h"
 #include "cli/context.h"
+#include "cli/usage.h"
 #include "core/error.h"
 #include "core/log.h"
 
@@ -19,6 +23,9 @@ int main(int argc, char** argv) {
   app.add_option("-s,--storage-path", ctx.storage_path, "Where berth keeps its machines (default ~/.berth)")
       ->envname("BERTH_STORAGE_PATH");
   app.add_flag("-D,--debug", ctx.debug, "Print debug lines on stderr");
+  app.set_version_flag("-v,--version", std::string("berth version ") + BERTH_VERSION);
+  app.fallthrough();  // -D and -s after the command too
+  setup_dropped_global_flags(app);
   app.footer("Exit codes: 0 ok, 1 error, 2 usage error, 3 pre-create check failed, 4 machine not found, 130 interrupted.");
 
   setup_create(app, ctx);
@@ -50,8 +57,11 @@ int main(int argc, char** argv) {
   setup_cluster(app, ctx);
 
   app.parse_complete_callback([&] { berth::log::set_debug(ctx.debug); });
+  std::vector<std::string> args(argv + 1, argv + argc);
   try {
-    app.parse(argc, argv);
+    args = resolve_command_word(app, std::move(args));
+    std::reverse(args.begin(), args.end());  // CLI11 takes them last first
+    app.parse(args);
   } catch (const CLI::CallForHelp& e) {
     return app.exit(e);
   } catch (const CLI::CallForAllHelp& e) {
@@ -59,7 +69,7 @@ int main(int argc, char** argv) {
   } catch (const CLI::CallForVersion& e) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
-    fmt::print(stderr, "berth: error: {}; see 'berth --help'\n", e.what());
+    fmt::print(stderr, "berth: error: {}\n", describe_parse_error(e, app));
     return berth::kExitUsage;
   } catch (const berth::Error& e) {
     fmt::print(stderr, "berth: error: {}\n", e.what());

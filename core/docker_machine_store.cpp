@@ -436,8 +436,8 @@ Environment Environment::from_process() {
 
 ImportPlan plan_import(const Host& host, const fs::path& berth_machine_dir, const SecretSealer& secrets,
                        const Environment& env) {
-  if (!is_valid_machine_name(host.name))
-    throw UserError("docker-machine host '" + host.name + "' has a name berth does not accept; skipped");
+  if (auto why = machine_name_problem(host.name); !why.empty())
+    throw UserError("docker-machine host '" + host.name + "' has a name berth can't keep (" + why + "); skipped");
   return Planner(host, berth_machine_dir, secrets, env).plan();
 }
 

@@ -128,10 +128,17 @@ void migrate_machine_json(json& j) {
   j["schema_version"] = kMachineSchemaVersion;
 }
 
-bool is_valid_machine_name(const std::string& name) {
+std::string machine_name_problem(const std::string& name) {
   static const std::regex re("^[a-zA-Z0-9][a-zA-Z0-9.-]*$");
-  return name.size() <= 253 && std::regex_match(name, re);
+  if (name.empty()) return "a machine name can't be empty";
+  if (name.size() > kMaxMachineNameLength)
+    return "a machine name can have at most " + std::to_string(kMaxMachineNameLength) + " characters, this one has " +
+           std::to_string(name.size());
+  if (!std::regex_match(name, re)) return "use letters, digits, '.' and '-', starting with a letter or digit";
+  return "";
 }
+
+bool is_valid_machine_name(const std::string& name) { return machine_name_problem(name).empty(); }
 
 std::string now_rfc3339() {
   std::time_t t = std::time(nullptr);

@@ -94,7 +94,11 @@ void from_json(const nlohmann::json& j, MachineRecord& v);
 // Throws berth::Error for a version newer than this berth knows.
 void migrate_machine_json(nlohmann::json& j);
 
+// A machine name is the common name of its server certificate, which X.509 caps at 64.
+constexpr size_t kMaxMachineNameLength = 64;
 bool is_valid_machine_name(const std::string& name);
+// Why `name` is not a valid machine name; empty when it is.
+std::string machine_name_problem(const std::string& name);
 
 std::string now_rfc3339();
 

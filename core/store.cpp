@@ -8,10 +8,21 @@
 
 namespace berth {
 
+namespace {
+
+std::string shown(const std::string& name) { return name.size() <= 40 ? name : name.substr(0, 40) + "..."; }
+
+// A name that can't be valid names no machine.
+void require_lookup_name(const std::string& name) {
+  if (auto why = machine_name_problem(name); !why.empty())
+    throw NotFound("machine '" + shown(name) + "' does not exist (" + why + "); 'berth ls' lists the machines");
+}
+
+}  // namespace
+
 void validate_machine_name(const std::string& name) {
-  if (!is_valid_machine_name(name))
-    throw UserError("invalid machine name '" + name +
-                    "': use letters, digits, '.' and '-', starting with a letter or digit");
+  if (auto why = machine_name_problem(name); !why.empty())
+    throw UserError("invalid machine name '" + shown(name) + "': " + why);
 }
 
 fs::path Store::default_root() {
@@ -53,7 +64,7 @@ std::vector<StoredMachine> Store::list() const {
 }
 
 MachineRecord Store::load(const std::string& name) const {
-  validate_machine_name(name);
+  require_lookup_name(name);
   const fs::path path = config_path(name);
   std::error_code ec;
   if (!fs::exists(path, ec)) {
@@ -107,7 +118,7 @@ FileLock Store::create_machine_dir(const std::string& name) const {
 }
 
 FileLock Store::lock(const std::string& name, std::chrono::milliseconds timeout) const {
-  validate_machine_name(name);
+  require_lookup_name(name);
   std::error_code ec;
   if (!fs::is_directory(machine_dir(name), ec))
     throw NotFound("machine '" + name + "' does not exist; 'berth ls' lists the machines");

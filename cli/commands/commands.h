@@ -36,4 +36,9 @@ void setup_import_docker_machine(CLI::App& app, Context& ctx);
 void setup_forward(CLI::App& app, Context& ctx);
 void setup_cluster(CLI::App& app, Context& ctx);
 
+// docker-machine flags berth dropped: using one says why (cli/commands/dropped.cpp).
+void setup_dropped_global_flags(CLI::App& app);
+void setup_dropped_create_flags(CLI::App& create);
+void setup_dropped_scp_flags(CLI::App& scp);
+
 }  // namespace berth::cli

@@ -71,14 +71,26 @@ void refuse_shared_host(Context& ctx, const std::string& name, const Driver& dri
   }
 }
 
+// Runs the checks of the command line: what they refuse is a usage error (exit 2).
+template <class F>
+decltype(auto) usage_check(F&& check) {
+  try {
+    return check();
+  } catch (const UserError& e) {
+    throw UsageError(e.what());
+  }
+}
+
 void run_create(Context& ctx, CreateOptions& o) {
-  validate_machine_name(o.name);
-  const DriverFactory& factory = ctx.drivers.get(o.driver);
-  require_key_value(o.engine.labels, "engine-label");
-  require_key_value(o.engine.env, "engine-env");
-  tls::parse_key_type(o.tls_key_type);
-  if (o.engine.port < 1 || o.engine.port > 65535) throw UserError("--engine-port must be between 1 and 65535");
-  FlagValues flags = collect_flags(o, factory);
+  usage_check([&] { validate_machine_name(o.name); });
+  const DriverFactory& factory = usage_check([&]() -> const DriverFactory& { return ctx.drivers.get(o.driver); });
+  usage_check([&] {
+    require_key_value(o.engine.labels, "engine-label");
+    require_key_value(o.engine.env, "engine-env");
+    tls::parse_key_type(o.tls_key_type);
+    if (o.engine.port < 1 || o.engine.port > 65535) throw UserError("--engine-port must be between 1 and 65535");
+  });
+  FlagValues flags = usage_check([&] { return collect_flags(o, factory); });
 
   Store& store = ctx.store();
   if (store.exists(o.name))
@@ -96,7 +108,7 @@ void run_create(Context& ctx, CreateOptions& o) {
   } else if (!o.cluster_advertise.empty()) {
     throw UserError("--cluster-advertise goes with --cluster NAME");
   }
-  auto driver = factory.make(flags, std::move(dctx));
+  auto driver = usage_check([&] { return factory.make(flags, std::move(dctx)); });
   refuse_shared_host(ctx, o.name, *driver);
   driver->pre_create_check();
   tls::ensure_store_certs(store.certs_dir(), tls::parse_key_type(o.tls_key_type));
@@ -176,6 +188,7 @@ void setup_create(CLI::App& app, Context& ctx) {
   cmd->add_option("--cluster-advertise", o->cluster_advertise,
                   "With --cluster on the generic driver: the address the other members reach this host at");
   cmd->add_flag("--no-forward", o->no_forward, "Do not forward published ports to 127.0.0.1 (turn on later with 'berth forward NAME')");
+  setup_dropped_create_flags(*cmd);
   for (const auto* factory : ctx.drivers.all()) {
     for (const auto& spec : factory->flags()) {
       o->flag_owner[spec.name] = factory;

@@ -27,6 +27,34 @@ nlohmann::json inspect_json(Context& ctx, const MachineRecord& r) {
   return j;
 }
 
+// docker-machine's `inspect` paths that scripts use ({{.Driver.IPAddress}},
+// {{.DriverName}}, {{.HostOptions.EngineOptions.Labels}}...), for -f only: berth's
+// own fields stay snake_case.
+nlohmann::json with_docker_machine_paths(Context& ctx, const MachineRecord& r, nlohmann::json j) {
+  j["Name"] = r.name;
+  j["DriverName"] = r.driver;
+  j["Driver"] = {{"IPAddress", j["ip"]},     {"MachineName", r.name},       {"SSHUser", r.ssh.user},
+                 {"SSHPort", r.ssh.port},    {"SSHKeyPath", r.ssh.key_path}, {"StorePath", ctx.store().root().string()}};
+  j["HostOptions"] = {
+      {"EngineOptions",
+       {{"Labels", r.engine.labels},
+        {"Env", r.engine.env},
+        {"ArbitraryFlags", r.engine.opts},
+        {"InsecureRegistry", r.engine.insecure_registries},
+        {"RegistryMirror", r.engine.registry_mirrors},
+        {"TlsVerify", true}}},
+      {"AuthOptions",
+       {{"CertDir", ctx.store().machine_dir(r.name).string()},
+        {"CaCertPath", r.tls.ca_cert},
+        {"ClientCertPath", r.tls.client_cert},
+        {"ClientKeyPath", r.tls.client_key},
+        {"ServerCertPath", r.tls.server_cert},
+        {"ServerKeyPath", r.tls.server_key},
+        {"ServerCertSANs", r.tls.extra_sans},
+        {"StorePath", ctx.store().machine_dir(r.name).string()}}}};
+  return j;
+}
+
 }  // namespace
 
 void setup_inspect(CLI::App& app, Context& ctx) {
@@ -34,14 +62,15 @@ void setup_inspect(CLI::App& app, Context& ctx) {
   auto format = std::make_shared<std::string>();
   auto* cmd = app.add_subcommand("inspect", "Print what berth knows about a machine, as JSON");
   cmd->add_option("name", *name, "Machine name (default: the active one)");
-  cmd->add_option("-f,--format", *format, "A template such as '{{.driver}} {{.ssh.host}}'");
+  cmd->add_option("-f,--format", *format, "A template such as '{{.driver}} {{.ssh.host}}'; docker-machine's paths ({{.Driver.IPAddress}}, {{.DriverName}}, {{.HostOptions.EngineOptions.Labels}}...) work too");
   cmd->callback([&ctx, name, format] {
     auto r = ctx.store().load(machine_name_or_active(ctx, *name));
     auto j = inspect_json(ctx, r);
     if (format->empty())
       fmt::print("{}\n", j.dump(2));
     else
-      fmt::print("{}\n", Template::parse(*format).render(j));
+      fmt::print("{}\n", Template::parse(*format).render(with_docker_machine_paths(ctx, r, std::move(j)),
+                                                          Template::Missing::Fail));
   });
 }
 

@@ -5,6 +5,7 @@
 #include <thread>
 
 #include "cli/commands/commands.h"
+#include "cli/host.h"
 #include "cli/context.h"
 #include "core/error.h"
 
@@ -18,7 +19,10 @@ struct LogsOptions {
 };
 
 void run_logs(Context& ctx, const LogsOptions& o) {
-  ctx.store().load(o.name);  // NotFound for an unknown machine
+  const MachineRecord r = ctx.store().load(o.name);  // NotFound for an unknown machine
+  if (o.forwarder && !driver_factory(ctx, r).capabilities().has_ssh)
+    throw UserError("machine '" + o.name + "' uses the " + r.driver +
+                    " driver: berth has no SSH to it, so no port forwarder runs and there is no forwarder log");
   const fs::path log = ctx.store().machine_dir(o.name) / (o.forwarder ? "forward.log" : "console.log");
   std::ifstream in(log, std::ios::binary);
   if (!in && o.forwarder)

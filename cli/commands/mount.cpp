@@ -177,7 +177,8 @@ void setup_mount(CLI::App& app, Context& ctx) {
       "mount", "Mount a machine's folder on an empty local folder with sshfs (-u to unmount)");
   cmd->footer(
       "Needs sshfs (apt-get install sshfs); without it berth mount exits 1 and says so.\n"
-      "Only the machine's pinned SSH host key is trusted.");
+      "Only the machine's pinned SSH host key is trusted.\n"
+      "Exit codes: 0 ok, 1 error, 2 usage error, 3 pre-create check failed, 4 machine not found, 130 interrupted.");
   cmd->add_option("source", o->source, "NAME:/remote/dir (with -u: the local folder)")->required();
   cmd->add_option("local", o->local, "Local folder to mount on (empty)");
   cmd->add_flag("-u,--unmount", o->unmount, "Unmount the local folder");

@@ -19,6 +19,7 @@ struct RegenerateOptions {
 };
 
 void run_regenerate(Context& ctx, const RegenerateOptions& o) {
+  for (const auto& name : o.names) ctx.store().load(name);  // before asking: NotFound says which
   if (!o.force && !confirm("Regenerate TLS certificates for " + fmt::format("{}", fmt::join(o.names, ", ")) + "?", "-f"))
     return;
   install_interrupt_handler(ctx);
@@ -27,8 +28,7 @@ void run_regenerate(Context& ctx, const RegenerateOptions& o) {
     auto lock = ctx.store().lock(name);
     MachineRecord record = ctx.store().load(name);
     refuse_on_engine_host(record, "regenerate the certificates of");
-    if (!driver_factory(ctx, record).capabilities().has_ssh)
-      throw UserError("machine '" + name + "' uses the " + record.driver + " driver; berth does not manage its certificates");
+    const bool has_ssh = driver_factory(ctx, record).capabilities().has_ssh;
     Steps step(name);
     if (o.client_certs && !renewed) {
       step("renewing the CA and the client certificate");
@@ -38,6 +38,13 @@ void run_regenerate(Context& ctx, const RegenerateOptions& o) {
     step("issuing a new server certificate");
     issue_machine_certs(ctx, record);
     ctx.store().save(record);
+    if (!has_ssh) {  // berth can't reach the daemon: its owner installs the files
+      step("");
+      fmt::print("{}: berth has no SSH to this {} machine: install {} and {} (CA {}) on its Docker daemon "
+                 "and restart it\n",
+                 name, record.driver, record.tls.server_cert, record.tls.server_key, record.tls.ca_cert);
+      continue;
+    }
     step("installing it and reloading the agent");
     auto ssh = connect_ssh(ctx, record, std::chrono::seconds(60));
     provision::detect(*ssh)->install_certs(

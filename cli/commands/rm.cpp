@@ -1,6 +1,8 @@
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
+#include <filesystem>
+
 #include "cli/commands/commands.h"
 #include "cli/host.h"
 #include "cli/prompt.h"
@@ -28,10 +30,16 @@ void forget_docker_context(Context& ctx, const std::string& name) {
 }
 
 void run_rm(Context& ctx, const RmOptions& o) {
-  for (const auto& name : o.names) validate_machine_name(name);
+  for (const auto& name : o.names) {  // before asking: a question about nothing leads nowhere
+    std::error_code ec;
+    if (!is_valid_machine_name(name) || !std::filesystem::is_directory(ctx.store().machine_dir(name), ec))
+      ctx.store().load(name);  // throws NotFound, saying why
+  }
   if (!o.force && !o.yes &&
-      !confirm("About to remove " + fmt::format("{}", fmt::join(o.names, ", ")) + ". Are you sure?", "-y"))
+      !confirm("About to remove " + fmt::format("{}", fmt::join(o.names, ", ")) + ". Are you sure?", "-y")) {
+    fmt::print("Nothing removed\n");
     return;
+  }
   install_interrupt_handler(ctx);
   int failed_code = 0;
   std::string first_error;

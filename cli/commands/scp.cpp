@@ -24,12 +24,21 @@ struct ScpOptions {
   bool recursive = false;
 };
 
+// [USER@]NAME:PATH, or a local path. USER, as in docker-machine, must be the
+// machine's SSH user: berth holds that user's key only.
 Location parse_location(Context& ctx, const std::string& arg) {
-  static const std::regex re("^([a-zA-Z0-9][a-zA-Z0-9.-]*):(.*)$");
+  static const std::regex re("^(?:([^@/:]+)@)?([a-zA-Z0-9][a-zA-Z0-9.-]*):(.*)$");
   std::smatch m;
   if (std::regex_match(arg, m, re)) {
-    if (!ctx.store().exists(m[1])) throw NotFound("machine '" + std::string(m[1]) + "' in '" + arg + "' does not exist");
-    return {m[1], m[2].str().empty() ? "." : m[2].str()};
+    const std::string name = m[2];
+    if (!ctx.store().exists(name)) throw NotFound("machine '" + name + "' in '" + arg + "' does not exist");
+    if (m[1].matched) {
+      const std::string user = ctx.store().load(name).ssh.user;
+      if (!user.empty() && user != m[1].str())
+        throw UsageError("machine '" + name + "': berth connects as its SSH user '" + user + "' (the key it holds), not '" +
+                         m[1].str() + "'; write " + name + ":" + m[3].str());
+    }
+    return {name, m[3].str().empty() ? "." : m[3].str()};
   }
   return {"", arg};
 }
@@ -160,9 +169,11 @@ void run_scp(Context& ctx, const ScpOptions& o) {
 void setup_scp(CLI::App& app, Context& ctx) {
   auto o = std::make_shared<ScpOptions>();
   auto* cmd = app.add_subcommand("scp", "Copy files between this computer and machines, or between machines");
-  cmd->add_option("source", o->source, "[NAME:]PATH")->required();
-  cmd->add_option("destination", o->destination, "[NAME:]PATH")->required();
+  cmd->add_option("source", o->source, "[[USER@]NAME:]PATH")->required();
+  cmd->add_option("destination", o->destination, "[[USER@]NAME:]PATH")->required();
   cmd->add_flag("-r,--recursive", o->recursive, "Copy directories recursively");
+  cmd->add_flag("-q,--quiet")->description("Accepted for docker-machine's scripts: berth scp prints no progress");
+  setup_dropped_scp_flags(*cmd);
   cmd->callback([&ctx, o] { run_scp(ctx, *o); });
 }
 

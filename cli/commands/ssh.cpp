@@ -19,14 +19,13 @@ std::string shell_quote(const std::string& arg) {
 
 void setup_ssh(CLI::App& app, Context& ctx) {
   auto name = std::make_shared<std::string>();
-  auto args = std::make_shared<std::vector<std::string>>();
-  auto* cmd = app.add_subcommand("ssh", "Log into a machine, or run a command there and return its exit code");
+  auto* cmd = app.add_subcommand("ssh", "Log into a machine, or run the command after its name there (berth ssh NAME CMD ARG...) and return its exit code");
   cmd->add_option("name", *name, "Machine name")->required();
-  cmd->add_option("command", *args, "Command and arguments (after --, or after the name)");
+  // Everything after the name, flags included, is the remote command (`berth ssh web df -h`).
   cmd->prefix_command();
-  cmd->callback([&ctx, name, args, cmd] {
-    std::vector<std::string> words = *args;
-    for (const auto& extra : cmd->remaining()) words.push_back(extra);
+  cmd->fallthrough(false);
+  cmd->callback([&ctx, name, cmd] {
+    std::vector<std::string> words = cmd->remaining();
     if (!words.empty() && words.front() == "--") words.erase(words.begin());
     std::string command;
     for (const auto& w : words) command += (command.empty() ? "" : " ") + (words.size() == 1 ? w : shell_quote(w));

@@ -3,6 +3,7 @@
 
 #include "cli/commands/commands.h"
 #include "cli/host.h"
+#include "core/error.h"
 
 namespace berth::cli {
 
@@ -12,7 +13,15 @@ void setup_status(CLI::App& app, Context& ctx) {
   cmd->add_option("name", *name, "Machine name (default: the active one)");
   cmd->callback([&ctx, name] {
     auto r = ctx.store().load(machine_name_or_active(ctx, *name));
-    fmt::print("{}\n", to_string(load_driver(ctx, r)->state(std::chrono::seconds(10))));
+    auto driver = load_driver(ctx, r);
+    const auto state = driver->state(std::chrono::seconds(10));
+    fmt::print("{}\n", to_string(state));
+    // The state alone on stdout, for scripts; why it is Error on stderr.
+    if (state == MachineState::Error) {
+      std::fflush(stdout);
+      if (auto why = error_state_reason(ctx, r, *driver, std::chrono::seconds(5)); !why.empty())
+        fmt::print(stderr, "berth: machine '{}': {}\n", r.name, why);
+    }
   });
 }
 

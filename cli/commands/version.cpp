@@ -14,9 +14,12 @@ void setup_version(CLI::App& app, Context& ctx) {
   auto* cmd = app.add_subcommand("version", "Print berth's version, and a machine's agent version");
   cmd->add_option("name", *name, "Machine name");
   cmd->callback([&ctx, name] {
+    if (name->empty()) {
+      fmt::print("berth version {}\n", BERTH_VERSION);
+      return;
+    }
+    auto r = ctx.store().load(*name);  // an unknown machine: only the error
     fmt::print("berth version {}\n", BERTH_VERSION);
-    if (name->empty()) return;
-    auto r = ctx.store().load(*name);
     std::string err;
     std::string v = agent_docker_version(agent_endpoint(ctx, r), std::chrono::seconds(10), &err);
     if (v.empty()) throw Error("machine '" + *name + "': the agent did not answer: " + err);

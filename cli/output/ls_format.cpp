@@ -57,22 +57,28 @@ std::string default_table(const std::vector<LsRow>& rows) {
   return render_table({"NAME", "ACTIVE", "DRIVER", "STATE", "URL", "DOCKER", "FORWARDS", "ERRORS"}, cells);
 }
 
-std::string table_of_template(const std::vector<LsRow>& rows, const std::string& text) {
-  const Template tmpl = Template::parse(text);
-  std::string header_text;
+constexpr auto kStrict = Template::Missing::Fail;
+
+// The header row: each field's column name. Throws Error for a field that does not exist.
+std::string render_header(const Template& tmpl) {
   try {
-    header_text = tmpl.render(header_json());
+    return tmpl.render(header_json(), kStrict);
   } catch (const UsageError&) {  // e.g. {{join .Labels ","}} needs a list
     nlohmann::json h = header_json();
     h["Labels"] = nlohmann::json::array({"LABELS"});
-    header_text = tmpl.render(h);
+    return tmpl.render(h, kStrict);
   }
+}
+
+std::string table_of_template(const std::vector<LsRow>& rows, const std::string& text) {
+  const Template tmpl = Template::parse(text);
+  const std::string header_text = render_header(tmpl);
   // A template that prints several lines per row gets its first line as the header.
   const auto header_lines = split_lines(header_text);
   const auto headers = header_lines.empty() ? std::vector<std::string>{} : split_cells(header_lines.front());
   std::vector<std::vector<std::string>> cells;
   for (const auto& r : rows)
-    for (const auto& line : split_lines(tmpl.render(to_ls_json(r)))) cells.push_back(split_cells(line));
+    for (const auto& line : split_lines(tmpl.render(to_ls_json(r), kStrict))) cells.push_back(split_cells(line));
   return render_table(headers, cells);
 }
 
@@ -95,7 +101,14 @@ LsFilter LsFilter::parse(const std::vector<std::string>& filters) {
         (key != "driver" && key != "state" && key != "name" && key != "label"))
       throw UsageError("invalid filter '" + text + "': use driver=NAME, state=STATE, name=REGEX or label=KEY[=VALUE]");
     if (key == "driver") f.drivers_.push_back(lower(value));
-    if (key == "state") f.states_.push_back(lower(value));
+    if (key == "state") {
+      static const std::vector<std::string> states = {"running", "stopped", "starting", "stopping", "paused",
+                                                      "error", "timeout", "notfound", "unknown"};
+      if (!any_equal(states, value))
+        throw UsageError("invalid filter '" + text +
+                         "': the states are Running, Stopped, Starting, Stopping, Paused, Error, Timeout, NotFound, Unknown");
+      f.states_.push_back(lower(value));
+    }
     if (key == "label") f.labels_.push_back(value);
     if (key == "name") {
       try {
@@ -108,8 +121,10 @@ LsFilter LsFilter::parse(const std::vector<std::string>& filters) {
   return f;
 }
 
-bool LsFilter::matches(const LsRow& row) const {
-  if (!any_equal(drivers_, row.driver) || !any_equal(states_, row.state)) return false;
+bool LsFilter::matches(const LsRow& row) const { return any_equal(states_, row.state) && matches_stored(row); }
+
+bool LsFilter::matches_stored(const LsRow& row) const {
+  if (!any_equal(drivers_, row.driver)) return false;
   if (!names_.empty() &&
       std::none_of(names_.begin(), names_.end(), [&](const std::regex& re) { return std::regex_search(row.name, re); }))
     return false;
@@ -136,7 +151,8 @@ std::string format_ls(const std::vector<LsRow>& rows, const std::string& format,
     return table_of_template(rows, format.substr(b, format.find_last_not_of(' ') - b + 1));
   }
   const Template tmpl = Template::parse(format);
-  for (const auto& r : rows) out += tmpl.render(to_ls_json(r)) + "\n";
+  render_header(tmpl);  // a misspelt field fails even when there are no machines
+  for (const auto& r : rows) out += tmpl.render(to_ls_json(r), kStrict) + "\n";
   return out;
 }
 

@@ -40,9 +40,14 @@ nlohmann::json to_ls_json(const LsRow& row);
 // either value; different keys must all match.
 class LsFilter {
  public:
-  // Throws UsageError on an unknown key, a missing value or an invalid regex.
+  // Throws UsageError on an unknown key or state, a missing value or an invalid regex.
   static LsFilter parse(const std::vector<std::string>& filters);
   bool matches(const LsRow& row) const;
+  // The same without state=: what the store alone can answer.
+  bool matches_stored(const LsRow& row) const;
+  bool uses_state() const { return !states_.empty(); }
+  // Whether it looks past the name (driver=, label=, state=).
+  bool uses_record() const { return !drivers_.empty() || !labels_.empty() || !states_.empty(); }
 
  private:
   std::vector<std::string> drivers_, states_, labels_;  // drivers_/states_ lower-case

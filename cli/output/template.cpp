@@ -18,6 +18,7 @@ namespace {
 struct Operand {
   enum class Kind { Field, Literal } kind = Kind::Field;
   std::vector<std::string> path;  // Field: {} is "."
+  bool from_root = false;         // Field: $ or $.path
   json literal;                   // Literal: string or integer
 };
 
@@ -27,6 +28,8 @@ struct Command {
 };
 
 using Pipeline = std::vector<Command>;
+
+bool is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
 
 bool is_ident_char(char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_'; }
 
@@ -43,10 +46,11 @@ std::string ascii_map(std::string s, int (*f)(int)) {
 }  // namespace
 
 struct Template::Node {
-  bool is_text = true;
+  enum class Kind { Text, Action, If, With, Range } kind = Kind::Text;
   std::string text;
   Pipeline pipeline;
   std::string source;  // the action as written, for error messages
+  std::vector<std::shared_ptr<const Node>> body, otherwise;  // If/With/Range: then and {{else}}
 };
 
 namespace {
@@ -204,7 +208,17 @@ class ActionParser {
 
   Operand operand() {
     Operand o;
-    const char ch = s_[i_];
+    char ch = s_[i_];
+    if (ch == '$') {
+      o.from_root = true;
+      ++i_;
+      if (at_end() || s_[i_] != '.') {
+        if (!at_end() && !std::isspace(static_cast<unsigned char>(s_[i_])) && s_[i_] != '|')
+          fail_("variables other than $ are not supported");
+        return o;
+      }
+      ch = '.';
+    }
     if (ch == '.') {
       ++i_;
       while (true) {
@@ -279,7 +293,7 @@ class ActionParser {
   std::function<void(const std::string&)> fail_;
 };
 
-json field(const json& base, const std::vector<std::string>& path, const std::string& action) {
+json field(const json& base, const std::vector<std::string>& path, const std::string& action, Template::Missing missing) {
   const json* cur = &base;
   static const json null_value;
   for (const auto& name : path) {
@@ -287,13 +301,35 @@ json field(const json& base, const std::vector<std::string>& path, const std::st
     if (!cur->is_object())
       render_error(action, "can't evaluate field " + name + " in a " + std::string(cur->type_name()));
     auto it = cur->find(name);
-    if (it == cur->end()) return null_value;
+    if (it == cur->end()) {
+      if (missing == Template::Missing::NoValue) return null_value;
+      std::string known;
+      for (const auto& item : cur->items()) known += (known.empty() ? "" : ", ") + item.key();
+      throw Error("template action " + action + ": there is no field " + name + "; the fields are: " + known);
+    }
     cur = &*it;
   }
   return *cur;
 }
 
-bool is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+// Go's truth: false, 0, null and empty strings, lists and maps are false.
+bool truthy(const json& v) {
+  switch (v.type()) {
+    case json::value_t::null: return false;
+    case json::value_t::boolean: return v.get<bool>();
+    case json::value_t::number_integer:
+    case json::value_t::number_unsigned:
+    case json::value_t::number_float: return v.get<double>() != 0;
+    case json::value_t::string: return !v.get<std::string>().empty();
+    case json::value_t::array:
+    case json::value_t::object: return !v.empty();
+    default: return true;
+  }
+}
+
+bool starts_with_word(std::string_view s, std::string_view word) {
+  return s.substr(0, word.size()) == word && (s.size() == word.size() || is_space(s[word.size()]));
+}
 
 }  // namespace
 
@@ -332,6 +368,24 @@ Template Template::parse(const std::string& text) {
   t.source_ = text;
   const std::string s = replace_all(replace_all(text, "\\t", "\t"), "\\n", "\n");
   auto fail = [&](const std::string& why) { throw UsageError("invalid template \"" + text + "\": " + why); };
+  // Open {{if}}/{{with}}/{{range}} blocks; `chained` for the {{if}} of an {{else if}}, which the same {{end}} closes.
+  struct Open {
+    std::shared_ptr<Node> node;
+    bool in_else = false;
+    bool chained = false;
+  };
+  std::vector<Open> open_blocks;
+  auto current = [&]() -> std::vector<std::shared_ptr<const Node>>& {
+    if (open_blocks.empty()) return t.nodes_;
+    Open& b = open_blocks.back();
+    return b.in_else ? b.node->otherwise : b.node->body;
+  };
+  auto add_text = [&](const std::string& literal) {
+    if (literal.empty()) return;
+    auto n = std::make_shared<Node>();
+    n->text = literal;
+    current().push_back(n);
+  };
   size_t pos = 0;
   bool trim_next_text = false;
   while (pos <= s.size()) {
@@ -339,7 +393,7 @@ Template Template::parse(const std::string& text) {
     std::string literal = s.substr(pos, open == std::string::npos ? std::string::npos : open - pos);
     if (trim_next_text) literal.erase(0, std::find_if_not(literal.begin(), literal.end(), is_space) - literal.begin());
     if (open == std::string::npos) {
-      if (!literal.empty()) t.nodes_.push_back(std::make_shared<Node>(Node{true, literal, {}, {}}));
+      add_text(literal);
       break;
     }
     size_t close = s.find("}}", open + 2);
@@ -356,41 +410,109 @@ Template Template::parse(const std::string& text) {
       trim_next_text = true;
       body.remove_suffix(2);
     }
-    if (!literal.empty()) t.nodes_.push_back(std::make_shared<Node>(Node{true, literal, {}, {}}));
+    add_text(literal);
     std::string_view trimmed = body;
     while (!trimmed.empty() && is_space(trimmed.front())) trimmed.remove_prefix(1);
     while (!trimmed.empty() && is_space(trimmed.back())) trimmed.remove_suffix(1);
+    auto pipeline = [&](std::string_view p) {
+      while (!p.empty() && is_space(p.front())) p.remove_prefix(1);
+      if (p.empty()) fail("missing value in " + action);
+      ActionParser parser(p, [&](const std::string& why) { fail(why + " in " + action); });
+      return parser.parse();
+    };
+    auto open_block = [&](Node::Kind kind, std::string_view rest, bool chained) {
+      auto n = std::make_shared<Node>();
+      n->kind = kind;
+      n->source = action;
+      n->pipeline = pipeline(rest);
+      current().push_back(n);
+      open_blocks.push_back({n, false, chained});
+    };
     if (trimmed.substr(0, 2) == "/*") {
       if (trimmed.size() < 4 || trimmed.substr(trimmed.size() - 2) != "*/") fail("unclosed comment in " + action);
+    } else if (starts_with_word(trimmed, "if")) {
+      open_block(Node::Kind::If, trimmed.substr(2), false);
+    } else if (starts_with_word(trimmed, "with")) {
+      open_block(Node::Kind::With, trimmed.substr(4), false);
+    } else if (starts_with_word(trimmed, "range")) {
+      open_block(Node::Kind::Range, trimmed.substr(5), false);
+    } else if (starts_with_word(trimmed, "else")) {
+      if (open_blocks.empty() || open_blocks.back().in_else) fail(action + " without an {{if}}, {{with}} or {{range}}");
+      open_blocks.back().in_else = true;
+      std::string_view rest = trimmed.substr(4);
+      while (!rest.empty() && is_space(rest.front())) rest.remove_prefix(1);
+      if (starts_with_word(rest, "if")) open_block(Node::Kind::If, rest.substr(2), true);
+      else if (starts_with_word(rest, "with")) open_block(Node::Kind::With, rest.substr(4), true);
+      else if (!rest.empty()) fail("{{else}} takes nothing but 'if' or 'with' in " + action);
+    } else if (trimmed == "end") {
+      if (open_blocks.empty()) fail("{{end}} without an {{if}}, {{with}} or {{range}}");
+      while (open_blocks.back().chained) open_blocks.pop_back();
+      open_blocks.pop_back();
     } else {
-      if (trimmed.empty()) fail("missing value in " + action);
-      ActionParser parser(trimmed, [&](const std::string& why) { fail(why + " in " + action); });
-      t.nodes_.push_back(std::make_shared<Node>(Node{false, {}, parser.parse(), action}));
+      auto n = std::make_shared<Node>();
+      n->kind = Node::Kind::Action;
+      n->source = action;
+      n->pipeline = pipeline(trimmed);
+      current().push_back(n);
     }
     pos = close + 2;
   }
+  if (!open_blocks.empty()) fail("missing {{end}} for " + open_blocks.back().node->source);
   return t;
 }
 
-std::string Template::render(const json& data) const {
-  std::string out;
-  for (const auto& node : nodes_) {
-    if (node->is_text) {
-      out += node->text;
-      continue;
-    }
+namespace {
+
+struct Renderer {
+  const json& root;
+  Template::Missing missing;
+
+  json eval(const Template::Node& node, const json& dot) const {
     json value;
     bool first = true;
-    for (const Command& c : node->pipeline) {
+    for (const Command& c : node.pipeline) {
       std::vector<json> args;
       for (const Operand& o : c.args)
-        args.push_back(o.kind == Operand::Kind::Field ? field(data, o.path, node->source) : o.literal);
+        args.push_back(o.kind == Operand::Kind::Field ? field(o.from_root ? root : dot, o.path, node.source, missing)
+                                                      : o.literal);
       if (!first) args.push_back(value);
-      value = c.function.empty() ? args.front() : call_function(c.function, args, node->source);
+      value = c.function.empty() ? args.front() : call_function(c.function, args, node.source);
       first = false;
     }
-    out += format_value(value);
+    return value;
   }
+
+  void render(const std::vector<std::shared_ptr<const Template::Node>>& nodes, const json& dot, std::string& out) const {
+    using Kind = Template::Node::Kind;
+    for (const auto& node : nodes) {
+      switch (node->kind) {
+        case Kind::Text: out += node->text; break;
+        case Kind::Action: out += format_value(eval(*node, dot)); break;
+        case Kind::If: render(truthy(eval(*node, dot)) ? node->body : node->otherwise, dot, out); break;
+        case Kind::With: {
+          const json v = eval(*node, dot);
+          if (truthy(v)) render(node->body, v, out);
+          else render(node->otherwise, dot, out);
+          break;
+        }
+        case Kind::Range: {
+          const json v = eval(*node, dot);
+          if (!v.is_null() && !v.is_array() && !v.is_object())
+            render_error(node->source, "range can't iterate over a " + std::string(v.type_name()));
+          if (!truthy(v)) render(node->otherwise, dot, out);
+          for (const auto& item : v) render(node->body, item, out);  // a map's values, by key
+          break;
+        }
+      }
+    }
+  }
+};
+
+}  // namespace
+
+std::string Template::render(const json& data, Missing missing) const {
+  std::string out;
+  Renderer{data, missing}.render(nodes_, data, out);
   return out;
 }
 

@@ -99,7 +99,9 @@ Capabilities GenericDriverFactory::capabilities() const {
 std::unique_ptr<Driver> GenericDriverFactory::make(const FlagValues& flags, const DriverContext& ctx) const {
   GenericState s;
   s.ip = flags.get("generic-ip-address");
-  if (s.ip.empty()) throw UserError("machine '" + ctx.machine_name + "': the generic driver needs --generic-ip-address");
+  if (s.ip.empty())  // like an unreachable host: the pre-create check fails
+    throw PreCreateCheckFailed("machine '" + ctx.machine_name +
+                               "': the generic driver needs the host's address: --generic-ip-address ADDRESS");
   s.user = flags.get("generic-ssh-user", "root");
   s.port = flags.get_int("generic-ssh-port", 22);
   if (s.port < 1 || s.port > 65535) throw UserError("--generic-ssh-port must be between 1 and 65535");

@@ -17,11 +17,11 @@ ParsedUrl parse_tcp_url(const std::string& url) {
   static const std::regex re(R"(^tcp://(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):([0-9]{1,5})$)");
   std::smatch m;
   if (!std::regex_match(url, m, re))
-    throw UserError("--url '" + url + "' is not of the form tcp://HOST:PORT");
+    throw UserError("'" + url + "' is not of the form tcp://HOST:PORT");
   std::string host = m[1];
   if (host.front() == '[') host = host.substr(1, host.size() - 2);
   int port = std::stoi(m[2]);
-  if (port < 1 || port > 65535) throw UserError("--url '" + url + "' has an invalid port");
+  if (port < 1 || port > 65535) throw UserError("'" + url + "' has an invalid port");
   return {host, port};
 }
 
@@ -64,11 +64,19 @@ Capabilities NoneDriverFactory::capabilities() const {
 
 std::unique_ptr<Driver> NoneDriverFactory::make(const FlagValues& flags, const DriverContext&) const {
   if (!flags.has("url")) throw UserError("the none driver needs --url tcp://HOST:PORT");
-  return std::make_unique<NoneDriver>(flags.get("url"));
+  try {
+    return std::make_unique<NoneDriver>(flags.get("url"));
+  } catch (const UserError& e) {
+    throw UserError(std::string("--url ") + e.what());
+  }
 }
 
-std::unique_ptr<Driver> NoneDriverFactory::load(const nlohmann::json& state, const DriverContext&) const {
-  return std::make_unique<NoneDriver>(state.value("url", ""));
+std::unique_ptr<Driver> NoneDriverFactory::load(const nlohmann::json& state, const DriverContext& ctx) const {
+  try {
+    return std::make_unique<NoneDriver>(state.value("url", ""));
+  } catch (const UserError& e) {
+    throw UserError("machine '" + ctx.machine_name + "': its Docker URL " + e.what());
+  }
 }
 
 }  // namespace berth

@@ -120,9 +120,29 @@ TEST(FormatLs, TemplatePerRow) {
   EXPECT_EQ(format_ls(rows(), "{{.Name}} {{join .Labels \",\"}}", false), "dev env=dev,gpu\nprod-1 env=prod\nbroken \n");
 }
 
-TEST(FormatLs, TemplateWithMissingField) {
-  EXPECT_EQ(format_ls(rows(), "{{.Name}} {{.NoSuchField}}", false),
-            "dev <no value>\nprod-1 <no value>\nbroken <no value>\n");
+TEST(FormatLs, TemplateWithMissingFieldFailsNamingTheFields) {
+  for (const auto& rs : {rows(), std::vector<LsRow>{}}) {
+    try {
+      format_ls(rs, "{{.Name}} {{.NoSuchField}}", false);
+      FAIL() << "no exception";
+    } catch (const UsageError& e) {
+      FAIL() << "a usage error: " << e.what();
+    } catch (const Error& e) {
+      EXPECT_EQ(e.exit_code(), 1);
+      const std::string what = e.what();
+      EXPECT_NE(what.find("no field NoSuchField"), std::string::npos) << what;
+      EXPECT_NE(what.find("DriverName"), std::string::npos) << what;
+    }
+  }
+  EXPECT_THROW(format_ls(rows(), "table {{.Name}}\\t{{.Nope}}", false), Error);
+}
+
+TEST(FormatLs, TemplateActions) {
+  EXPECT_EQ(format_ls(rows(),
+                      "{{.Name}}{{if .Active}} *{{end}}{{range .Labels}} [{{.}}]{{else}} none{{end}}"
+                      "{{with .Error}} ({{.}}){{end}}",
+                      false),
+            "dev * [env=dev] [gpu]\nprod-1 [env=prod]\nbroken none (VBoxManage not found)\n");
 }
 
 TEST(FormatLs, TableTemplateDerivesHeaders) {

@@ -52,6 +52,46 @@ TEST(Template, FieldOfAScalarIsAnError) {
   }
 }
 
+TEST(Template, StrictMissingFieldNamesTheFieldsThereAre) {
+  try {
+    Template::parse("{{.Driver.Nope}}").render(kData, Template::Missing::Fail);
+    FAIL() << "no exception";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.exit_code(), 1);
+    EXPECT_NE(std::string(e.what()).find("no field Nope; the fields are: IP, Name"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(Template::parse("{{.Nothing}}").render(kData, Template::Missing::Fail), "<no value>");
+}
+
+TEST(Template, IfElseWithRange) {
+  EXPECT_EQ(render("{{if .On}}yes{{end}}"), "yes");
+  EXPECT_EQ(render("{{if .Off}}yes{{else}}no{{end}}"), "no");
+  EXPECT_EQ(render("{{if .Off}}a{{else if .Empty}}b{{else if .Name}}c{{else}}d{{end}}"), "c");
+  EXPECT_EQ(render("{{if .Nothing}}a{{else if .Missing}}b{{end}}."), ".");
+  EXPECT_EQ(render("{{if 0}}a{{else}}{{if \"\"}}b{{else}}c{{end}}{{end}}"), "c");
+  EXPECT_EQ(render("{{with .Driver}}{{.Name}}@{{.IP}}{{end}}"), "generic@192.0.2.7");
+  EXPECT_EQ(render("{{with .Empty}}x{{else}}empty {{.Name}}{{end}}"), "empty dev");
+  EXPECT_EQ(render("{{with .Off}}x{{else with .Name}}{{.}}{{end}}"), "dev");
+  EXPECT_EQ(render("{{range .Labels}}<{{.}}>{{end}}"), "<a=1><b>");
+  EXPECT_EQ(render("{{range .Empty}}x{{else}}none{{end}}"), "none");
+  EXPECT_EQ(render("{{range .Map}}{{.}};{{end}}"), "value;7;");
+  EXPECT_EQ(render("{{range .Labels}}{{$.Name}}:{{.}} {{end}}"), "dev:a=1 dev:b ");
+  EXPECT_EQ(render("{{range .Labels -}} {{.}} {{- end}}"), "a=1b");
+  EXPECT_THROW(render("{{range .Name}}x{{end}}"), UsageError);
+}
+
+TEST(Template, BlockErrorsAreParseErrors) {
+  for (const char* bad : {"{{if .On}}x", "{{end}}", "{{else}}", "{{if .On}}{{else}}{{else}}{{end}}", "{{if}}{{end}}",
+                          "{{range $i, $e := .Labels}}{{end}}"}) {
+    try {
+      Template::parse(bad);
+      ADD_FAILURE() << bad << ": no exception";
+    } catch (const UsageError& e) {
+      EXPECT_NE(std::string(e.what()).find("invalid template"), std::string::npos) << e.what();
+    }
+  }
+}
+
 TEST(Template, JsonFunction) {
   EXPECT_EQ(json::parse(render("{{json .}}")), kData);
   EXPECT_EQ(render("{{json .Driver}}"), R"({"IP":"192.0.2.7","Name":"generic"})");

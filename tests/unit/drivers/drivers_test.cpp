@@ -131,7 +131,7 @@ TEST(GenericDriver, RequiresAddressAndValidPort) {
   auto registry = make_default_registry();
   auto& f = registry.get("generic");
   FlagValues none;
-  EXPECT_THROW(f.make(none, DriverContext{"x", "/tmp", {}}), UserError);
+  EXPECT_THROW(f.make(none, DriverContext{"x", "/tmp", {}}), PreCreateCheckFailed);  // exit 3, like an unreachable host
   FlagValues badport;
   badport.set("generic-ip-address", {"1.2.3.4"});
   badport.set("generic-ssh-port", {"70000"});

@@ -483,6 +483,31 @@ TEST_F(ImportCli, AgentCommandsAreRefusedOnEngineHosts) {
   EXPECT_FALSE(fs::exists(mdir("gen") / "server.pem"));   // nothing was issued
 }
 
+// Advice must work: a none host has no SSH, so "create -d none" would give the same dockerd host back.
+TEST_F(ImportCli, NoneEngineHostAdviceLeadsSomewhere) {
+  fixtures();
+  berth("import-docker-machine --from " + dms_->root().string());
+  for (const std::string cmd : {"provision ext", "regenerate-certs -f ext"}) {
+    auto r = berth(cmd);
+    EXPECT_EQ(r.code, 1) << cmd << ": " << r.out;
+    EXPECT_TRUE(has(r.out, "machine 'ext'")) << r.out;
+    EXPECT_TRUE(has(r.out, "without SSH")) << r.out;
+    EXPECT_FALSE(has(r.out, "berth create -d none")) << r.out;
+  }
+}
+
+TEST_F(ImportCli, HostsBerthCantKeepAreNamedWithTheReason) {
+  dms_->add_none("bad-url", "junk");
+  const std::string long_name(65, 'l');
+  dms_->add_none(long_name, "tcp://127.0.0.1:2");
+  auto r = berth("import-docker-machine --from " + dms_->root().string());
+  EXPECT_EQ(r.code, 1) << r.out;
+  EXPECT_TRUE(has(r.out, "machine 'bad-url': its Docker URL 'junk' is not of the form tcp://HOST:PORT")) << r.out;
+  EXPECT_FALSE(has(r.out, "--url")) << r.out;
+  EXPECT_TRUE(has(r.out, "docker-machine host '" + long_name + "' has a name berth can't keep (a machine name can "
+                         "have at most 64 characters, this one has 65)")) << r.out;
+}
+
 TEST_F(ImportCli, RmForgetsGenericAndNoneHostsAndLeavesDockerMachineAlone) {
   fixtures();
   berth("import-docker-machine --from " + dms_->root().string());

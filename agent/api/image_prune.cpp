@@ -14,28 +14,6 @@ namespace {
 using nlohmann::json;
 namespace img = berth::agent::image;
 
-// filters={"key":{"value":true}} or {"key":["value"]}; 400 for anything else.
-std::map<std::string, std::vector<std::string>> prune_filters(const Request& req) {
-  std::map<std::string, std::vector<std::string>> out;
-  auto text = req.query_param("filters");
-  if (!text || text->empty()) return out;
-  json f = json::parse(*text, nullptr, false);
-  if (!f.is_object()) throw HttpError(400, "invalid filter: " + *text);
-  for (const auto& [key, values] : f.items()) {
-    if (values.is_object()) {
-      for (const auto& [v, on] : values.items()) out[key].push_back(v);
-    } else if (values.is_array()) {
-      for (const auto& v : values) {
-        if (!v.is_string()) throw HttpError(400, "invalid filter: " + *text);
-        out[key].push_back(v.get<std::string>());
-      }
-    } else {
-      throw HttpError(400, "invalid filter: " + *text);
-    }
-  }
-  return out;
-}
-
 // Go's time.ParseDuration for "24h", "1h30m", "10s", "1.5h".
 std::optional<std::int64_t> parse_duration_ns(const std::string& s) {
   if (s.empty()) return std::nullopt;
@@ -83,7 +61,7 @@ bool has_label(const img::ImageRecord& rec, const std::string& want) {
 
 Response prune(img::ImageStore& store, const Request& req, const HiddenImage& hidden,
                const std::shared_ptr<events::EventBus>& bus) {
-  auto filters = prune_filters(req);
+  auto filters = image_filters(req);
   bool dangling = true;
   std::optional<std::int64_t> until;
   for (const auto& [key, values] : filters) {

@@ -79,21 +79,6 @@ img::ImageRecord require_image(const img::ImageStore& store, const std::string& 
   return *rec;
 }
 
-// filters={"key":{"value":true}} or the older {"key":["value"]}.
-std::map<std::string, std::vector<std::string>> parse_filters(const Request& req) {
-  std::map<std::string, std::vector<std::string>> out;
-  auto text = req.query_param("filters");
-  if (!text || text->empty()) return out;
-  json f = json::parse(*text, nullptr, false);
-  if (!f.is_object()) throw HttpError(400, "invalid filter: " + *text);
-  for (const auto& [key, values] : f.items()) {
-    if (values.is_object())
-      for (const auto& [v, on] : values.items()) out[key].push_back(v);
-    else if (values.is_array())
-      for (const auto& v : values) out[key].push_back(v.get<std::string>());
-  }
-  return out;
-}
 
 bool matches_reference(const img::ImageRecord& rec, const std::string& pattern) {
   for (const auto& r : rec.tags) {
@@ -119,7 +104,7 @@ bool matches_label(const img::ImageRecord& rec, const std::string& want) {
 
 Response list_images(const img::ImageStore& store, const Request& req, const HiddenImage& hidden) {
   const bool all = query_bool(req, "all");
-  auto filters = parse_filters(req);
+  auto filters = image_filters(req);
   for (const auto& [key, values] : filters)
     if (key != "reference" && key != "dangling" && key != "label" && key != "before" && key != "since" &&
         key != "until")
@@ -444,6 +429,27 @@ void add_image_routes(Router& router, Engine& engine) {
   add_image_routes(router, engine.images,
                    img::RegistryOptions{engine.options.insecure_registries, engine.options.registry_mirrors, {}},
                    engine.intermediate_image, engine.events);
+}
+
+std::map<std::string, std::vector<std::string>> image_filters(const Request& req) {
+  std::map<std::string, std::vector<std::string>> out;
+  auto text = req.query_param("filters");
+  if (!text || text->empty()) return out;
+  json f = json::parse(*text, nullptr, false);
+  if (!f.is_object()) throw HttpError(400, "invalid filter: " + *text);
+  for (const auto& [key, values] : f.items()) {
+    if (values.is_object()) {
+      for (const auto& [v, on] : values.items()) out[key].push_back(v);
+    } else if (values.is_array()) {
+      for (const auto& v : values) {
+        if (!v.is_string()) throw HttpError(400, "invalid filter: " + *text);
+        out[key].push_back(v.get<std::string>());
+      }
+    } else {
+      throw HttpError(400, "invalid filter: " + *text);
+    }
+  }
+  return out;
 }
 
 }  // namespace berth::agent::api

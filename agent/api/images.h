@@ -3,8 +3,10 @@
 // image inspect, history). add_image_routes(Router&, Engine&) from routes.h
 // calls this; tests call it directly.
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "agent/api/router.h"
 #include "agent/events/event_bus.h"
@@ -20,6 +22,10 @@ using HiddenImage = std::function<bool(const std::string& image_id)>;
 // events: where pull, push, tag, untag, delete, load and import are published (may be null).
 void add_image_routes(Router& router, image::ImageStore& store, image::RegistryOptions registry,
                       HiddenImage hidden = {}, std::shared_ptr<events::EventBus> events = nullptr);
+
+// dockerd's ?filters= for images: {"key":{"value":true}} or {"key":["value"]};
+// HttpError 400 for anything else.
+std::map<std::string, std::vector<std::string>> image_filters(const Request& req);
 
 // POST /auth (agent/api/image_auth.cpp).
 void add_auth_routes(Router& router, image::RegistryOptions registry);

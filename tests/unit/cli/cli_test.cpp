@@ -319,9 +319,8 @@ TEST_F(BerthCli, SshPassesEverythingAfterTheNameToTheRemoteCommand) {
 
 // README: "Exit codes: 0 ok, 1 error, 2 usage error, 3 pre-create check failed, 4 machine not found, 130 interrupted."
 TEST_F(BerthCli, ExitCodesFollowTheReadmeTable) {
-  const char* source = std::getenv("BERTH_SOURCE_DIR");
-  ASSERT_NE(source, nullptr);
-  std::ifstream readme(fs::path(source) / "README.md");
+  std::ifstream readme(fs::path(BERTH_TEST_SOURCE_DIR) / "README.md");
+  ASSERT_TRUE(readme) << BERTH_TEST_SOURCE_DIR << "/README.md";
   const std::string text((std::istreambuf_iterator<char>(readme)), std::istreambuf_iterator<char>());
   const std::string table = "0 ok, 1 error, 2 usage error, 3 pre-create check failed, 4 machine\nnot found, 130 interrupted";
   ASSERT_TRUE(has(text, table)) << "the README's exit-code table changed; update this test with it";

@@ -47,9 +47,8 @@ set(CPACK_PACKAGE_NAME berth)
 set(CPACK_PACKAGE_VENDOR berth)
 set(CPACK_PACKAGE_CONTACT "berth maintainers <maintainers@users.noreply.r-seed-7b84799c.example>")
 set(CPACK_PACKAGE_DESCRIPTION_SUMMARY "makes Docker hosts and points the docker CLI at them")
-set(CPACK_PACKAGE_DESCRIPTION
-    "berth creates Docker hosts (libvirt VMs booting berth-os, SSH hosts, cloud servers)\n"
-    "and installs berth-agent, a Docker Engine API server, on them. A docker-machine replacement.")
+set(CPACK_PACKAGE_DESCRIPTION "berth creates Docker hosts (libvirt VMs booting berth-os, SSH hosts, \
+cloud servers) and installs berth-agent, a Docker Engine API server, on them. A docker-machine replacement.")
 set(CPACK_PACKAGING_INSTALL_PREFIX /usr)
 set(CPACK_STRIP_FILES ON)  # the agent is uploaded to every host
 set(CPACK_OUTPUT_FILE_PREFIX ${PROJECT_BINARY_DIR})

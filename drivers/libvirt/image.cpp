@@ -57,10 +57,14 @@ std::vector<fs::path> berth_os_candidates() {
     out.push_back((self.parent_path() / ".." / "image" / "out").lexically_normal());
     out.push_back((self.parent_path() / ".." / ".." / "image" / "out").lexically_normal());
   }
-#ifdef BERTH_SOURCE_DIR
-  out.push_back(fs::path(BERTH_SOURCE_DIR) / "image" / "out");
+#if defined(BERTH_SOURCE_DIR) && defined(BERTH_BINARY_DIR)
+  // The source tree only for a berth run from its build tree: an installed one uses its own copy.
+  const std::string build_dir = BERTH_BINARY_DIR "/";
+  if (!ec && self.string().starts_with(build_dir)) out.push_back(fs::path(BERTH_SOURCE_DIR) / "image" / "out");
 #endif
-  out.emplace_back("/usr/share/berth/os");
+  // Installed: <prefix>/bin/berth next to <prefix>/share/berth/os (the Debian package's /usr).
+  if (!ec) out.push_back((self.parent_path() / ".." / "share" / "berth" / "os").lexically_normal());
+  if (out.empty() || out.back() != "/usr/share/berth/os") out.emplace_back("/usr/share/berth/os");
   return out;
 }
 

@@ -24,7 +24,8 @@ struct Image {
 
 // Where the locally built berth-os is looked for, in order: $BERTH_OS_DIR,
 // <berth binary's dir>/../image/out and ../../image/out, the source tree's
-// image/out, /usr/share/berth/os.
+// image/out (only for a binary in the build tree), <binary's dir>/../share/berth/os
+// (an install prefix) and /usr/share/berth/os.
 std::vector<std::filesystem::path> berth_os_candidates();
 // The first candidate holding vmlinuz and initrd; empty when none does.
 std::filesystem::path find_berth_os();

@@ -148,7 +148,7 @@ TEST_F(GenericLifecycle, InvalidNameWritesNothing) {
   TestHost host("lc-name");
   for (const std::string bad : {"bad/name", "has space", "..", "x$(id)", "a:b"}) {
     auto r = cli.create(host, bad);
-    EXPECT_EQ(r.exit_code, 1) << "name '" << bad << "':\n" << r.describe();
+    EXPECT_EQ(r.exit_code, 2) << "name '" << bad << "':\n" << r.describe();  // a usage error
     EXPECT_NE(r.err.find("name"), std::string::npos) << r.err;
   }
   auto files = regular_files(cli.store());

@@ -364,7 +364,7 @@ TEST_F(VirtualBoxDriver, TooOldVirtualBoxIsAPreCreateFailure) {
 
 TEST_F(VirtualBoxDriver, HostonlyCidrOutsideTheAllowedRangeIsRefused) {
   auto r = world().berth(create_args("vcidr", {"--virtualbox-hostonly-cidr", "10.20.30.1/24"}), 120s);
-  EXPECT_EQ(r.exit_code, 1) << r.describe();
+  EXPECT_EQ(r.exit_code, 2) << r.describe();  // a bad flag value is a usage error
   EXPECT_NE(r.err.find("192.168.56.0/21"), std::string::npos) << "the error should name the allowed range:\n" << r.err;
   EXPECT_FALSE(world().is_registered("vcidr"));
   EXPECT_FALSE(fs::exists(world().machine_dir("vcidr")));

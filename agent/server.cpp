@@ -324,9 +324,13 @@ void Server::accept_loop() {
     ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     std::uint64_t id;
     {
-      std::lock_guard lock(mutex_);
+      std::unique_lock lock(mutex_);
       // Threads: the authenticated, the pending, and evicted ones winding down.
-      if (sessions_ >= options_.max_connections + 2 * options_.max_handshakes) {
+      // On a busy machine the evicted ones may not have run yet: give them a
+      // moment, or a client with a certificate is refused during a flood.
+      const std::size_t cap = options_.max_connections + 2 * options_.max_handshakes;
+      idle_.wait_for(lock, std::chrono::seconds(1), [&] { return sessions_ < cap || stopping_; });
+      if (sessions_ >= cap) {
         log_.warn("refused connection from " + peer + ": already " + std::to_string(sessions_) +
                   " connections");
         ::close(fd);

@@ -75,6 +75,8 @@ ContainerTree::ContainerTree(const std::filesystem::path& rootfs, std::vector<Tr
     return depth(clean_container_path(a.destination)) < depth(clean_container_path(b.destination));
   });
   for (TreeMount& m : mounts) {
+    // No kernel path holds a NUL; such a destination was never mounted.
+    if (m.destination.find('\0') != std::string::npos) continue;
     UniqueFd top(::open(m.source.c_str(), O_PATH | O_CLOEXEC));
     if (!top) continue;
     int error = 0;

@@ -62,6 +62,9 @@ std::vector<std::string> split(const std::string& s, char sep) {
 // Makes `path` beneath `top` without following a symlink or naming "..": the
 // script itself must not write outside the sandbox.
 void make(const fs::path& top, const std::string& path, char kind, const std::string& target) {
+  // A NUL would cut a name short in the syscalls below ("..\0x" is ".."):
+  // the script's own writes would then leave the sandbox.
+  if (path.find('\0') != std::string::npos || target.find('\0') != std::string::npos) return;
   std::vector<std::string> parts;
   for (const std::string& p : split(path, '/'))
     if (!p.empty() && p != "." && p != "..") parts.push_back(p);

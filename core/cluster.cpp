@@ -165,6 +165,12 @@ void ensure_vde_switch(const fs::path& cluster_dir) {
   pid_t pid = ::fork();
   if (pid < 0) throw Error("cannot start vde_switch: fork failed");
   if (pid == 0) {
+    // berth blocks SIGTERM, SIGINT and SIGHUP for its signal thread; a mask
+    // survives exec, and with it the switch would never end on SIGTERM.
+    sigset_t none;
+    ::sigemptyset(&none);
+    ::sigprocmask(SIG_SETMASK, &none, nullptr);
+    for (int sig : {SIGTERM, SIGINT, SIGHUP}) ::signal(sig, SIG_DFL);
     int log = ::open((cluster_dir / "vde.log").c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
     int null = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
     if (log >= 0 && null >= 0) {

@@ -1,6 +1,10 @@
 #include "core/cluster.h"
 
 #include <gtest/gtest.h>
+#include <string>
+#include <fstream>
+#include <pthread.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <set>
@@ -81,12 +85,29 @@ TEST(Cluster, TheVdeSwitchStartsOnceAndStops) {
   if (::system("command -v vde_switch >/dev/null 2>&1") != 0) GTEST_SKIP() << "no vde_switch (apt-get install vde2)";
   TempDir dir;
   EXPECT_FALSE(vde_switch_running(dir.path));
+  // As berth does for its signal thread: the switch must not inherit the mask.
+  sigset_t blocked, old;
+  ::sigemptyset(&blocked);
+  for (int sig : {SIGTERM, SIGINT, SIGHUP}) ::sigaddset(&blocked, sig);
+  ::pthread_sigmask(SIG_BLOCK, &blocked, &old);
   ensure_vde_switch(dir.path);
+  ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
   EXPECT_TRUE(vde_switch_running(dir.path));
   EXPECT_TRUE(fs::exists(vde_socket(dir.path) / "ctl")) << "its control socket";
   ensure_vde_switch(dir.path);  // a second call keeps the one running
+  std::ifstream pidfile(dir.path / "vde.pid");
+  int pid = 0;
+  pidfile >> pid;
+  ASSERT_GT(pid, 0);
+  const auto alive = [pid] {  // a zombie's cmdline is empty
+    std::ifstream cmdline("/proc/" + std::to_string(pid) + "/cmdline");
+    std::string text((std::istreambuf_iterator<char>(cmdline)), {});
+    return text.find("vde_switch") != std::string::npos;
+  };
+  EXPECT_TRUE(alive());
   stop_vde_switch(dir.path);
-  for (int i = 0; i < 50 && vde_switch_running(dir.path); ++i) ::usleep(100000);
+  for (int i = 0; i < 50 && alive(); ++i) ::usleep(100000);
+  EXPECT_FALSE(alive()) << "vde_switch " << pid << " outlived SIGTERM";
   EXPECT_FALSE(vde_switch_running(dir.path));
 }
 

@@ -185,7 +185,7 @@ class ConnectionImpl : public api::Connection {
     return conn_.write_all(data);
   }
 
-  void pump(int in_fd, int out_fd) override {
+  void pump(int in_fd, int out_fd, const InputFilter& filter) override {
     bool in_open = in_fd >= 0;
     const bool in_is_socket = in_open && is_socket(in_fd);
     auto close_input = [&] {
@@ -225,7 +225,16 @@ class ConnectionImpl : public api::Connection {
           close_input();
           continue;
         }
-        if (in_open && !write_fd_all(in_fd, buf.data(), got)) close_input();
+        std::string_view input(buf.data(), got);
+        std::string passed;
+        if (filter) {
+          const bool detached = !filter(input, passed);
+          input = passed;
+          if (!input.empty() && in_open && !write_fd_all(in_fd, input.data(), input.size())) close_input();
+          if (detached) return;
+          continue;
+        }
+        if (in_open && !write_fd_all(in_fd, input.data(), input.size())) close_input();
       }
     }
   }

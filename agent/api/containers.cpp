@@ -193,6 +193,7 @@ void add_container_routes(Router& router, Engine& engine) {
     o.in = query_bool(r, "stdin");
     o.out = query_bool(r, "stdout");
     o.err = query_bool(r, "stderr");
+    o.detach_keys = r.query_param("detachKeys").value_or("");
     std::string id = cm.prepare_attach(r.params.at("id"), o);
     Response resp;
     set_hijack_headers(r, resp, cm.is_tty(id));

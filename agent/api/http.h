@@ -61,7 +61,11 @@ class Connection {
   // the client half-closes, a socket in_fd gets shutdown(SHUT_WR) and any other
   // in_fd (a pipe) is CLOSED by pump, so the reader sees EOF; copying out_fd ->
   // client goes on. out_fd and a socket in_fd stay open.
-  virtual void pump(int in_fd, int out_fd) = 0;
+  // `filter` decides what of the client's input reaches in_fd; its false ends
+  // the pump at once (a detach: the client's connection closes, nothing else).
+  using InputFilter = std::function<bool(std::string_view in, std::string& out)>;
+  virtual void pump(int in_fd, int out_fd, const InputFilter& filter) = 0;
+  void pump(int in_fd, int out_fd) { pump(in_fd, out_fd, {}); }
 };
 
 // Thrown by handlers for a dockerd-style error: {"message": ...} with `status`.

@@ -1,4 +1,5 @@
 #include "agent/runtime/container_impl.h"
+#include "agent/api/detach_keys.h"
 
 namespace berth::agent::runtime {
 
@@ -11,6 +12,13 @@ std::string ContainerManager::exec_create(const std::string& ref, const json& bo
   auto cmd = body.find("Cmd");
   if (cmd == body.end() || !cmd->is_array() || cmd->empty())
     throw HttpError(400, "No exec command specified");
+  if (std::string keys = body.value("DetachKeys", ""); !keys.empty()) {
+    try {
+      api::parse_detach_keys(keys);
+    } catch (const std::invalid_argument&) {
+      throw HttpError(400, "Invalid detach keys (" + keys + ") provided");
+    }
+  }
   std::lock_guard l(m.mu);
   if (c->status() == "paused")
     throw HttpError(409, "Container " + c->id + " is paused, unpause the container before exec");
@@ -84,6 +92,7 @@ void ContainerManager::exec_start(const std::string& exec_id, api::Connection* c
     req.attach_stdout = e->config.value("AttachStdout", false) && conn;
     req.attach_stderr = e->config.value("AttachStderr", false) && conn;
     req.console_dir = m.opt.run_dir;
+    req.detach_keys = e->config.value("DetachKeys", "");
     fs::create_directories(req.console_dir);
     ExecProcess proc = spawn_exec(req);
     {

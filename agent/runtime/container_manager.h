@@ -109,6 +109,7 @@ class ContainerManager {
   // Attach: checks (404/409) happen in prepare_attach, before the hijack.
   struct AttachOptions {
     bool stream = false, logs = false, in = false, out = false, err = false;
+    std::string detach_keys;  // dockerd's notation; empty: ctrl-p,ctrl-q (TTY only)
   };
   std::string prepare_attach(const std::string& ref, const AttachOptions& options);
   void attach(const std::string& id, const AttachOptions& options, api::Connection& conn);

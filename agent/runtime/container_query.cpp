@@ -1,4 +1,5 @@
 #include "agent/runtime/container_impl.h"
+#include "agent/api/detach_keys.h"
 
 namespace berth::agent::runtime {
 
@@ -355,8 +356,15 @@ void ContainerManager::logs(const std::string& ref, const LogOptions& o,
   }
 }
 
-std::string ContainerManager::prepare_attach(const std::string& ref, const AttachOptions&) {
+std::string ContainerManager::prepare_attach(const std::string& ref, const AttachOptions& o) {
   Impl& m = *impl_;
+  if (!o.detach_keys.empty()) {
+    try {
+      api::parse_detach_keys(o.detach_keys);
+    } catch (const std::invalid_argument&) {
+      throw HttpError(400, "Invalid detach keys (" + o.detach_keys + ") provided");
+    }
+  }
   ContainerPtr c = m.get(ref);
   std::lock_guard l(m.mu);
   if (c->status() == "paused")
@@ -404,7 +412,21 @@ void ContainerManager::attach(const std::string& id, const AttachOptions& o,
   }
   m.cv.notify_all();
   if (!fd) return;
-  conn.pump(fd.get(), fd.get());
+  bool tty = false;
+  {
+    std::lock_guard l(m.mu);
+    tty = c->doc["Config"].value("Tty", false);
+  }
+  if (!(o.in && tty)) return conn.pump(fd.get(), fd.get());
+  // With a TTY, the detach keys end the attach and leave the container running.
+  auto detach = std::make_shared<api::DetachFilter>(
+      api::parse_detach_keys(o.detach_keys.empty() ? api::kDefaultDetachKeys : o.detach_keys));
+  bool detached = false;
+  conn.pump(fd.get(), fd.get(), [&](std::string_view in, std::string& out) {
+    detached = !detach->feed(in, out);
+    return !detached;
+  });
+  if (detached) m.emit(*c, "detach");
 }
 
 fs::path ContainerManager::changes_dir(const std::string& ref) const { return impl_->get(ref)->dir / "diff"; }

@@ -1,4 +1,5 @@
 #include "agent/runtime/exec_relay.h"
+#include "agent/api/detach_keys.h"
 
 #include <fcntl.h>
 #include <poll.h>
@@ -162,7 +163,15 @@ int run_exec_session(ExecProcess& p, const ExecRequest& req, api::Connection& co
     throw std::runtime_error(std::string("socketpair: ") + std::strerror(errno));
   UniqueFd ours(sp[0]), theirs(sp[1]);
   std::thread relay([&] { relay_exec_io(p, req.tty, ours.get()); });
-  conn.pump(theirs.get(), theirs.get());
+  if (req.tty && req.attach_stdin) {
+    // The detach keys end the session; the process runs on and is waited for below.
+    api::DetachFilter detach(api::parse_detach_keys(req.detach_keys.empty() ? api::kDefaultDetachKeys
+                                                                            : req.detach_keys));
+    conn.pump(theirs.get(), theirs.get(),
+              [&](std::string_view in, std::string& out) { return detach.feed(in, out); });
+  } else {
+    conn.pump(theirs.get(), theirs.get());
+  }
   ::shutdown(theirs.get(), SHUT_RDWR);
   relay.join();
   return wait_exec(p);

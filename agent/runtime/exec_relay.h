@@ -24,6 +24,7 @@ struct ExecRequest {
   bool tty = false;
   bool attach_stdin = false, attach_stdout = false, attach_stderr = false;
   std::filesystem::path console_dir;  // where the console socket is made
+  std::string detach_keys;            // dockerd's notation; empty: ctrl-p,ctrl-q (TTY only)
 };
 
 struct ExecProcess {

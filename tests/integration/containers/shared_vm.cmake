@@ -9,6 +9,8 @@ add_library(berth_it_cli STATIC ${PROJECT_SOURCE_DIR}/tests/integration/generic/
 target_link_libraries(berth_it_cli PUBLIC berth_settings berth_it_support)
 add_library(berth_it_vm STATIC ${CMAKE_CURRENT_LIST_DIR}/harness.cpp ${CMAKE_CURRENT_LIST_DIR}/shared_vm.cpp)
 target_link_libraries(berth_it_vm PUBLIC berth_it_cli nlohmann_json::nlohmann_json)
+berth_test_compile(berth_it_cli NO_PCH)
+berth_test_compile(berth_it_vm NO_PCH)
 add_executable(it_vm ${CMAKE_CURRENT_LIST_DIR}/it_vm_main.cpp)
 target_link_libraries(it_vm PRIVATE berth_it_vm)
 foreach(target berth berth-agent)

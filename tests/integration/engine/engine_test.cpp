@@ -492,5 +492,90 @@ TEST_F(Engine, PythonSdkRunsDfPrunesAndInspectsTheRegistry) {
   EXPECT_NE(r.out.find("python ok"), std::string::npos) << r.describe();
 }
 
+// python3-docker beyond run: cp both ways, stats, exec, streamed logs, networks, volumes.
+TEST_F(Engine, PythonSdkCopiesStatsExecsStreamsLogsAndMakesNetworksAndVolumes) {
+  if (!run({"python3", "-c", "import docker"}, {}, 30s).ok()) GTEST_SKIP() << "no python3-docker";
+  Remove cleanup{{"pysdk", "pylogs"}};
+  Env env = vm().docker_env();
+  env["REQUESTS_CA_BUNDLE"] = std::nullopt;
+  env["CURL_CA_BUNDLE"] = std::nullopt;
+  const std::string script =
+      "import docker, io, tarfile\n"
+      "c = docker.from_env()\n"
+      "ct = c.containers.run('busybox:latest', ['sleep', '300'], detach=True, name='pysdk')\n"
+      "data = b'from python'\n"
+      "buf = io.BytesIO()\n"
+      "with tarfile.open(fileobj=buf, mode='w') as t:\n"
+      "    info = tarfile.TarInfo('hello.txt'); info.size = len(data)\n"
+      "    t.addfile(info, io.BytesIO(data))\n"
+      "assert ct.put_archive('/tmp', buf.getvalue())\n"
+      "bits, stat = ct.get_archive('/tmp/hello.txt')\n"
+      "assert stat['name'] == 'hello.txt' and stat['size'] == len(data), stat\n"
+      "with tarfile.open(fileobj=io.BytesIO(b''.join(bits))) as t:\n"
+      "    assert t.extractfile('hello.txt').read() == data\n"
+      "st = ct.stats(stream=False)\n"
+      "assert st['memory_stats']['usage'] > 0 and 'precpu_stats' in st and st['pids_stats']['current'] >= 1, st\n"
+      "r = ct.exec_run(['cat', '/tmp/hello.txt'])\n"
+      "assert r.exit_code == 0 and r.output == data, r\n"
+      "assert ct.exec_run(['sh', '-c', 'exit 3']).exit_code == 3\n"
+      "lg = c.containers.run('busybox:latest', ['sh', '-c', 'for i in 1 2 3; do echo $i; sleep 0.3; done'],\n"
+      "                      detach=True, name='pylogs')\n"
+      "assert b''.join(lg.logs(stream=True, follow=True)) == b'1\\n2\\n3\\n'\n"
+      "n = c.networks.create('pynet', labels={'by': 'python'})\n"
+      "n.connect(ct, aliases=['pyalias'])\n"
+      "ct.reload()\n"
+      "assert 'pyalias' in ct.attrs['NetworkSettings']['Networks']['pynet']['Aliases'], ct.attrs['NetworkSettings']\n"
+      "n.disconnect(ct)\n"
+      "n.remove()\n"
+      "v = c.volumes.create('pyvol', labels={'by': 'python'})\n"
+      "assert c.volumes.get('pyvol').attrs['Labels'] == {'by': 'python'}\n"
+      "v.remove()\n"
+      "assert not [x for x in c.networks.list() if x.name == 'pynet']\n"
+      "print('python ok')\n";
+  auto r = run({"python3", "-c", script}, env, 180s);
+  docker({"network", "rm", "pynet"});
+  docker({"volume", "rm", "pyvol"});
+  ASSERT_TRUE(r.ok()) << r.describe();
+  EXPECT_NE(r.out.find("python ok"), std::string::npos) << r.describe();
+}
+
+// Detach keys end a TTY attach and leave the container running (python3-docker,
+// which, unlike the docker CLI, leaves the keys to the daemon).
+TEST_F(Engine, DetachKeysEndATtyAttachAndTheContainerRunsOn) {
+  if (!run({"python3", "-c", "import docker"}, {}, 30s).ok()) GTEST_SKIP() << "no python3-docker";
+  Remove cleanup{{"detacher"}};
+  Env env = vm().docker_env();
+  env["REQUESTS_CA_BUNDLE"] = std::nullopt;
+  env["CURL_CA_BUNDLE"] = std::nullopt;
+  const std::string since = now();
+  const std::string script =
+      "import docker, time\n"
+      "c = docker.from_env()\n"
+      "ct = c.containers.run('busybox:latest', ['sh'], detach=True, tty=True, stdin_open=True, name='detacher')\n"
+      "try:\n"
+      "    c.api.attach_socket(ct.id, params={'stdin': 1, 'stream': 1, 'detachKeys': 'ctrl-1'})\n"
+      "    raise SystemExit('bad detach keys were accepted')\n"
+      "except docker.errors.APIError as e:\n"
+      "    assert e.status_code == 400 and 'Invalid detach keys (ctrl-1) provided' in str(e), e\n"
+      "sock = c.api.attach_socket(ct.id, params={'stdin': 1, 'stdout': 1, 'stream': 1,\n"
+      "                                          'detachKeys': 'ctrl-x,x'})._sock\n"
+      "sock.settimeout(20)\n"
+      "sock.sendall(b'echo marker-$((6*7))\\n')\n"
+      "buf = b''\n"
+      "while b'marker-42' not in buf:\n"
+      "    buf += sock.recv(4096)\n"
+      "sock.sendall(b'\\x18x')\n"
+      "while sock.recv(4096):\n"
+      "    pass\n"
+      "ct.reload()\n"
+      "assert ct.status == 'running', ct.status\n"
+      "print('detached')\n";
+  auto r = run({"python3", "-c", script}, env, 120s);
+  ASSERT_TRUE(r.ok()) << r.describe();
+  EXPECT_NE(r.out.find("detached"), std::string::npos) << r.describe();
+  EXPECT_EQ(inspect("{{.State.Status}}", "detacher"), "running");
+  EXPECT_TRUE(contains(events("detacher", since), "detach"));
+}
+
 }  // namespace
 }  // namespace berth::it::containers

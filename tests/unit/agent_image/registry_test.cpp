@@ -49,10 +49,7 @@ int free_port() {
 
 // The busybox binary from the berth-os package cache, or nothing.
 std::string find_busybox(const fs::path& work) {
-  std::vector<std::string> patterns;
-  if (const char* src = std::getenv("BERTH_SOURCE_DIR"))
-    patterns.push_back(std::string(src) + "/image/out/.cache/debs/busybox-static_*.deb");
-  patterns.push_back("/work/main/image/out/.cache/debs/busybox-static_*.deb");
+  std::vector<std::string> patterns{std::string(BERTH_TEST_SOURCE_DIR) + "/image/out/.cache/debs/busybox-static_*.deb"};
   for (const auto& p : patterns) {
     glob_t g{};
     if (::glob(p.c_str(), 0, nullptr, &g) == 0 && g.gl_pathc > 0) {

@@ -33,12 +33,19 @@ class FakeConnection : public api::Connection {
  public:
   std::string input;
   std::string output;
+  bool detached = false;
   bool write(std::string_view d) override {
     output += d;
     return true;
   }
-  void pump(int in_fd, int out_fd) override {
-    if (!input.empty()) write_all(in_fd, input);
+  void pump(int in_fd, int out_fd, const InputFilter& filter) override {
+    std::string passed = input;
+    if (filter) {
+      passed.clear();
+      detached = !filter(input, passed);
+    }
+    if (!passed.empty()) write_all(in_fd, passed);
+    if (detached) return;
     ::shutdown(in_fd, SHUT_WR);
     char buf[4096];
     ssize_t n;
@@ -259,7 +266,7 @@ TEST_F(ManagerTest, AttachBeforeStartSeesAllOutputAndFeedsStdin) {
                            {"AttachStdin", true}});
   FakeConnection conn;
   conn.input = "abc\n";
-  ContainerManager::AttachOptions o{.stream = true, .in = true, .out = true, .err = true};
+  ContainerManager::AttachOptions o{.stream = true, .in = true, .out = true, .err = true, .detach_keys = {}};
   cm_->prepare_attach(id, o);
   std::thread attacher([&] { cm_->attach(id, o, conn); });
   std::this_thread::sleep_for(200ms);
@@ -274,7 +281,7 @@ TEST_F(ManagerTest, AttachBeforeStartSeesAllOutputAndFeedsStdin) {
 TEST_F(ManagerTest, TtyContainersStreamRaw) {
   std::string id = create({{"Cmd", {"sh", "-c", "tty; echo done"}}, {"Tty", true}});
   FakeConnection conn;
-  ContainerManager::AttachOptions o{.stream = true, .out = true, .err = true};
+  ContainerManager::AttachOptions o{.stream = true, .out = true, .err = true, .detach_keys = {}};
   std::thread attacher([&] { cm_->attach(id, o, conn); });
   std::this_thread::sleep_for(200ms);
   ASSERT_TRUE(cm_->start(id));
@@ -353,7 +360,7 @@ TEST_F(ManagerTest, AFailedStartEndsAttachesAndRemovesRmContainers) {
   std::string id = create({{"Cmd", {"/nonexistent/binary"}}, {"HostConfig", {{"AutoRemove", true}}}});
   auto waiter = cm_->prepare_wait(id, "removed");
   FakeConnection conn;
-  ContainerManager::AttachOptions o{.stream = true, .out = true, .err = true};
+  ContainerManager::AttachOptions o{.stream = true, .out = true, .err = true, .detach_keys = {}};
   std::thread attacher([&] { cm_->attach(id, o, conn); });
   std::this_thread::sleep_for(200ms);
   try {

@@ -64,6 +64,7 @@ void ContainerManager::exec_start(const std::string& exec_id, api::Connection* c
     }
     m.cv.notify_all();
   };
+  bool finished = false;
   try {
     auto spec_text = read_file(c->dir / "bundle" / "config.json");
     if (!spec_text) throw HttpError(409, "Container " + c->id + " is not running");
@@ -73,6 +74,18 @@ void ContainerManager::exec_start(const std::string& exec_id, api::Connection* c
     if (!user_spec.empty())
       user = resolve_user_in(c->rootfs(), user_spec);
     json process = build_exec_process(spec, e->config, user ? &*user : nullptr);
+    // A missing or unrunnable command: 127/126 and runc's words, as with dockerd
+    // (only with the real overlay rootfs, the one crun runs the exec in).
+    if (auto bad = m.opt.mount_overlay
+                       ? check_exec_command(c->rootfs(), process, spec.value("mounts", json::array()))
+                       : std::nullopt) {
+      finished = true;
+      finish(bad->exit_code);
+      if (!conn) throw HttpError(400, bad->message);
+      std::string text = bad->message + "\r\n";
+      conn->write(e->config.value("Tty", false) ? text : frame(StreamType::Stdout, text));
+      return;
+    }
     fs::path process_file = c->dir / ("exec-" + short_id(exec_id) + ".json");
     write_file_atomic(process_file, process.dump());
     ExecRequest req;
@@ -122,7 +135,7 @@ void ContainerManager::exec_start(const std::string& exec_id, api::Connection* c
     }
   } catch (const std::exception& ex) {
     m.log().warn("exec " + short_id(exec_id) + " failed: " + ex.what());
-    finish(126);
+    if (!finished) finish(126);
     throw;
   }
 }

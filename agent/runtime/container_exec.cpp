@@ -71,8 +71,17 @@ void ContainerManager::exec_start(const std::string& exec_id, api::Connection* c
     json spec = json::parse(*spec_text);
     std::optional<ResolvedUser> user;
     std::string user_spec = e->config.value("User", "");
-    if (!user_spec.empty())
-      user = resolve_user_in(c->rootfs(), user_spec);
+    try {
+      if (!user_spec.empty()) user = resolve_user_in(c->rootfs(), user_spec);
+    } catch (const HttpError& unknown) {
+      // As dockerd: 126, and the reason in the stream when there is one.
+      finished = true;
+      finish(126);
+      if (!conn) throw;
+      std::string text = std::string(unknown.what()) + "\r\n";
+      conn->write(e->config.value("Tty", false) ? text : frame(StreamType::Stdout, text));
+      return;
+    }
     json process = build_exec_process(spec, e->config, user ? &*user : nullptr);
     // A missing or unrunnable command: 127/126 and runc's words, as with dockerd
     // (only with the real overlay rootfs, the one crun runs the exec in).

@@ -68,7 +68,10 @@ TEST_F(RunFlags, ExecOfAMissingCommandExits127AndOfAFileThatCannotRun126) {
   // WorkingDir and User by name, from the container's /etc/passwd and /etc/group.
   EXPECT_EQ(must({"exec", "-w", "/tmp", "rf-exec", "pwd"}), "/tmp");
   EXPECT_EQ(must({"exec", "-u", "nobody", "rf-exec", "id", "-un"}), "nobody");
-  EXPECT_EQ(must({"exec", "-u", "daemon:daemon", "rf-exec", "id", "-gn"}), "daemon");
+  EXPECT_EQ(must({"exec", "-u", "nobody:nogroup", "rf-exec", "id", "-gn"}), "nogroup");
+  auto no_user = docker({"exec", "-u", "daemon", "rf-exec", "true"});
+  EXPECT_EQ(no_user.exit_code, 126) << no_user.describe();
+  EXPECT_NE((no_user.out + no_user.err).find("unable to find user daemon"), std::string::npos) << no_user.describe();
 }
 
 TEST_F(RunFlags, DeviceAndGroupAddReachTheContainer) {
@@ -77,10 +80,15 @@ TEST_F(RunFlags, DeviceAndGroupAddReachTheContainer) {
   EXPECT_NE(out.find("1,   3"), std::string::npos) << out;
   EXPECT_NE(out.find("4242"), std::string::npos) << out;
   EXPECT_NE(out.find("read-ok"), std::string::npos) << out;
-  // Writing is not allowed by the cgroup rule ("r").
-  auto w = docker({"run", "--rm", "--device", "/dev/null:/dev/mynull:r", kImage, "sh", "-c",
-                   "echo x > /dev/mynull"});
+  // /dev/null is open to every container; /dev/kmsg only through --device, and
+  // then as its permissions say: "r" lets the cgroup refuse a write, "rw" not.
+  auto w = docker({"run", "--rm", "--device", "/dev/kmsg:/dev/mykmsg:r", kImage, "sh", "-c",
+                   "echo berth-device-test > /dev/mykmsg"});
   EXPECT_NE(w.exit_code, 0) << w.describe();
+  EXPECT_NE(w.err.find("Operation not permitted"), std::string::npos) << w.describe();
+  auto rw = docker({"run", "--rm", "--device", "/dev/kmsg:/dev/mykmsg:rw", kImage, "sh", "-c",
+                    "echo berth-device-test > /dev/mykmsg"});
+  EXPECT_EQ(rw.exit_code, 0) << rw.describe();
   auto missing = docker({"run", "--rm", "--device", "/dev/berth-none", kImage, "true"});
   EXPECT_NE(missing.exit_code, 0);
   EXPECT_NE(missing.err.find("error gathering device information"), std::string::npos) << missing.describe();

@@ -24,6 +24,7 @@ log() { echo "build.sh: $*"; }
 # a library missing here stops the build with its name.
 packages=(
   busybox-static dropbear-bin openssh-sftp-server crun iptables e2fsprogs
+  tini  # its static build is docker-init (docker run --init)
   libc6 libcrypt1 libtomcrypt1 libtommath1 libgmp10 zlib1g
   libcap2 libseccomp2 libyajl2
   libelogind0  # provides libsystemd.so.0 for crun without libgcrypt/lz4/lzma/zstd (3 MB less)
@@ -37,6 +38,7 @@ binaries=(
   usr/bin/dropbearconvert:usr/bin/dropbearconvert
   usr/lib/openssh/sftp-server:usr/lib/sftp-server   # where Debian's dropbear looks for it
   usr/bin/crun:usr/bin/crun
+  usr/bin/tini-static:usr/bin/docker-init
   usr/sbin/xtables-nft-multi:usr/sbin/xtables-nft-multi
   sbin/mke2fs:usr/sbin/mke2fs
   sbin/e2fsck:usr/sbin/e2fsck

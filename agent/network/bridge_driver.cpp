@@ -66,7 +66,7 @@ void BridgeDriver::join(Net& n, EndpointRec& e, const EndpointRequest& req,
   if (n.predefined && !req.aliases.empty())
     throw api::HttpError(400, "network-scoped alias is supported only for containers in user defined networks");
   e.ip = n.ipam.allocate(e.container_id, req.ipv4);
-  e.mac = mac_for(e.ip);
+  e.mac = req.mac.empty() ? mac_for(e.ip) : req.mac;
   try {
     attach_veth(n, e, sandbox);
   } catch (...) {

@@ -1,5 +1,7 @@
 #include "agent/network/ipam.h"
 
+#include <cctype>
+
 #include <arpa/inet.h>
 
 #include <charconv>
@@ -65,6 +67,27 @@ std::string mac_for(std::uint32_t ip) {
   std::snprintf(buf, sizeof buf, "02:42:%02x:%02x:%02x:%02x", (ip >> 24) & 0xff, (ip >> 16) & 0xff,
                 (ip >> 8) & 0xff, ip & 0xff);
   return buf;
+}
+
+std::string normalize_mac(const std::string& text) {
+  if (text.empty()) return text;
+  auto bad = [&] { return api::HttpError(400, "invalid MAC address: " + text); };
+  if (text.size() != 17) throw bad();
+  std::string out;
+  unsigned first = 0;
+  for (std::size_t i = 0; i < 17; ++i) {
+    char ch = text[i];
+    if (i % 3 == 2) {
+      if (ch != ':' && ch != '-') throw bad();
+      out += ':';
+      continue;
+    }
+    if (!std::isxdigit(static_cast<unsigned char>(ch))) throw bad();
+    out += static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  }
+  first = static_cast<unsigned>(std::stoul(out.substr(0, 2), nullptr, 16));
+  if (first & 1) throw bad();  // a multicast address cannot be an interface's
+  return out;
 }
 
 std::uint32_t Ipam::allocate(const std::string& owner, const std::string& requested) {

@@ -32,6 +32,9 @@ Ipv4Net pick_subnet(const std::vector<Ipv4Net>& used);
 
 // 02:42 followed by the four address bytes, as docker derives MACs.
 std::string mac_for(std::uint32_t ip);
+// --mac-address: "AA-bb:cc..." to "aa:bb:cc:dd:ee:ff" ("" stays ""). Throws
+// api::HttpError(400) "invalid MAC address: X" unless six hex bytes, unicast.
+std::string normalize_mac(const std::string& text);
 
 class Ipam {
  public:

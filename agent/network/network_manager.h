@@ -64,6 +64,7 @@ struct Endpoint {
 struct EndpointRequest {
   std::vector<std::string> aliases;
   std::string ipv4;  // empty: allocate
+  std::string mac;   // --mac-address; empty: derived from the IP, as dockerd
 };
 
 struct PortBinding {

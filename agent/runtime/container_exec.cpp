@@ -72,15 +72,37 @@ void ContainerManager::exec_start(const std::string& exec_id, api::Connection* c
     }
     m.cv.notify_all();
   };
+  bool finished = false;
   try {
     auto spec_text = read_file(c->dir / "bundle" / "config.json");
     if (!spec_text) throw HttpError(409, "Container " + c->id + " is not running");
     json spec = json::parse(*spec_text);
     std::optional<ResolvedUser> user;
     std::string user_spec = e->config.value("User", "");
-    if (!user_spec.empty())
-      user = resolve_user_in(c->rootfs(), user_spec);
+    try {
+      if (!user_spec.empty()) user = resolve_user_in(c->rootfs(), user_spec);
+    } catch (const HttpError& unknown) {
+      // As dockerd: 126, and the reason in the stream when there is one.
+      finished = true;
+      finish(126);
+      if (!conn) throw;
+      std::string text = std::string(unknown.what()) + "\r\n";
+      conn->write(e->config.value("Tty", false) ? text : frame(StreamType::Stdout, text));
+      return;
+    }
     json process = build_exec_process(spec, e->config, user ? &*user : nullptr);
+    // A missing or unrunnable command: 127/126 and runc's words, as with dockerd
+    // (only with the real overlay rootfs, the one crun runs the exec in).
+    if (auto bad = m.opt.mount_overlay
+                       ? check_exec_command(c->rootfs(), process, spec.value("mounts", json::array()))
+                       : std::nullopt) {
+      finished = true;
+      finish(bad->exit_code);
+      if (!conn) throw HttpError(400, bad->message);
+      std::string text = bad->message + "\r\n";
+      conn->write(e->config.value("Tty", false) ? text : frame(StreamType::Stdout, text));
+      return;
+    }
     fs::path process_file = c->dir / ("exec-" + short_id(exec_id) + ".json");
     write_file_atomic(process_file, process.dump());
     ExecRequest req;
@@ -131,7 +153,7 @@ void ContainerManager::exec_start(const std::string& exec_id, api::Connection* c
     }
   } catch (const std::exception& ex) {
     m.log().warn("exec " + short_id(exec_id) + " failed: " + ex.what());
-    finish(126);
+    if (!finished) finish(126);
     throw;
   }
 }

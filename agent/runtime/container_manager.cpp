@@ -218,6 +218,9 @@ bool ContainerManager::Impl::start_locked(const ContainerPtr& c, bool by_policy)
     in.cgroups_path = "/berth/" + c->id;
     confine(in, hc, engine->options);
     json spec = build_oci_spec(in);
+    apply_devices(spec, hc);
+    apply_init(spec, hc, find_init_binary());
+    apply_group_add(spec, hc, read_regular_file_in_root(c->rootfs(), "/etc/group", 4 << 20).value_or(""));
     if (hc.value("NetworkMode", "") == "host") {
       // Like dockerd: the host's network, and sysfs bound from the host.
       for (json& m : spec["mounts"])
@@ -234,6 +237,9 @@ bool ContainerManager::Impl::start_locked(const ContainerPtr& c, bool by_policy)
     sc.bundle = c->dir / "bundle";
     sc.dir = c->dir;
     sc.log_path = doc.value("LogPath", "");
+    LogRotation rotation = parse_log_rotation(hc.value("LogConfig", json::object()));
+    sc.log_max_size = rotation.max_size;
+    sc.log_max_file = rotation.max_file;
     sc.cgroup_dir = fs::path(opt.cgroup_root) / "berth" / c->id;
     sc.tty = config.value("Tty", false);
     sc.open_stdin = config.value("OpenStdin", false);
@@ -709,7 +715,7 @@ ContainerManager::Created ContainerManager::create(const std::string& name_in, c
   if (!hc.contains("RestartPolicy") || !hc["RestartPolicy"].is_object())
     hc["RestartPolicy"] = {{"Name", "no"}, {"MaximumRetryCount", 0}};
   if (hc["RestartPolicy"].value("Name", "") == "") hc["RestartPolicy"]["Name"] = "no";
-  if (!hc.contains("LogConfig")) hc["LogConfig"] = {{"Type", "json-file"}, {"Config", json::object()}};
+  fill_run_defaults(hc);  // LogConfig json-file (its options checked), Runtime
   for (const char* k : {"Binds", "Links", "CapAdd", "CapDrop", "Dns", "DnsOptions", "DnsSearch",
                         "ExtraHosts"})
     if (!hc.contains(k)) hc[k] = nullptr;

@@ -315,14 +315,25 @@ void ContainerManager::logs(const std::string& ref, const LogOptions& o,
     path = c->doc.value("LogPath", "");
   }
   LogFilter filter{o.stdout_stream, o.stderr_stream, o.since, o.until, o.tail};
-  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   std::string pending;
+  // --log-opt max-size: the rotated files first, oldest first.
+  for (const fs::path& old : rotated_log_files(path))
+    if (old != path) pending += read_file(old).value_or("");
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   auto read_new = [&]() {
     if (!fd) fd.reset(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
     if (!fd) return;
     char buf[65536];
     ssize_t n;
     while ((n = ::read(fd.get(), buf, sizeof buf)) > 0) pending.append(buf, static_cast<std::size_t>(n));
+    // Rotated meanwhile: the rest is in a new file of the same name.
+    struct stat ours {}, now {};
+    if (::fstat(fd.get(), &ours) == 0 && ::stat(path.c_str(), &now) == 0 &&
+        (ours.st_ino != now.st_ino || ours.st_dev != now.st_dev)) {
+      fd.reset(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+      while (fd && (n = ::read(fd.get(), buf, sizeof buf)) > 0)
+        pending.append(buf, static_cast<std::size_t>(n));
+    }
   };
   read_new();
   auto cut = pending.rfind('\n');

@@ -1,4 +1,6 @@
 #include "agent/runtime/container_impl.h"
+#include "agent/network/ipam.h"
+#include "agent/runtime/links.h"
 
 namespace berth::agent::runtime {
 
@@ -268,7 +270,12 @@ std::optional<std::string> ContainerManager::Impl::setup_network(Container& c, j
               if (a.is_string()) er.aliases.push_back(a.get<std::string>());
           if (req.contains("IPAMConfig") && req["IPAMConfig"].is_object())
             er.ipv4 = req["IPAMConfig"].value("IPv4Address", "");
+          er.mac = req.value("MacAddress", "");
         }
+        if (er.mac.empty() && net == mode) {  // API < 1.44 sent it in Config
+          er.mac = doc["Config"].value("MacAddress", "");
+        }
+        er.mac = network::normalize_mac(er.mac);
         network::Endpoint ep = engine->networks.connect(net, c.id, name, sandbox, er);
         json ej = empty_endpoint(req);
         json ep_json = ep.to_json();
@@ -296,6 +303,40 @@ std::optional<std::string> ContainerManager::Impl::setup_network(Container& c, j
       resolv = read_file("/etc/resolv.conf").value_or("");
     }
   }
+  if (mode == "bridge" && hc.contains("Links") && hc["Links"].is_array()) {
+    // --link on the default bridge: /etc/hosts entries and the legacy variables,
+    // ahead of the container's own Env (which wins), as dockerd.
+    std::vector<std::string> link_vars;
+    for (const json& l : hc["Links"]) {
+      if (!l.is_string()) continue;
+      auto [target, alias] = parse_link(l.get<std::string>());
+      LinkTarget t;
+      {
+        std::lock_guard lk(mu);
+        ContainerPtr other = find(target);
+        if (!other) throw HttpError(404, "could not get container for " + target);
+        if (!other->running())
+          throw HttpError(409, "Cannot link to a non running container: /" + target + " AS /" +
+                                   name + "/" + alias);
+        const json& od = other->doc;
+        t.name = od.value("Name", "/").substr(1);
+        t.hostname = od["Config"].value("Hostname", "");
+        if (od["Config"].contains("ExposedPorts")) t.exposed_ports = od["Config"]["ExposedPorts"];
+        if (od["Config"].contains("Env") && od["Config"]["Env"].is_array())
+          for (const json& e : od["Config"]["Env"])
+            if (e.is_string()) t.env.push_back(e.get<std::string>());
+        const json& nets = od["NetworkSettings"]["Networks"];
+        if (nets.is_object() && nets.contains("bridge")) t.ip = nets["bridge"].value("IPAddress", "");
+      }
+      if (t.ip.empty()) continue;
+      hosts += link_hosts_line(alias, t);
+      for (std::string& v : link_env(name, alias, t)) link_vars.push_back(std::move(v));
+    }
+    json& env = doc["Config"]["Env"];
+    if (env.is_array())
+      for (const json& e : env) link_vars.push_back(e.get<std::string>());
+    if (!link_vars.empty()) env = link_vars;
+  }
   if (hc.contains("Dns") && hc["Dns"].is_array() && !hc["Dns"].empty()) {
     std::string r;
     for (const json& d : hc["Dns"]) r += "nameserver " + d.get<std::string>() + "\n";
@@ -321,7 +362,20 @@ std::optional<std::string> ContainerManager::Impl::setup_network(Container& c, j
     for (const json& e : hc["ExtraHosts"]) {
       std::string s = e.get<std::string>();
       auto colon = s.find(':');
-      if (colon != std::string::npos) hosts += s.substr(colon + 1) + "\t" + s.substr(0, colon) + "\n";
+      if (colon == std::string::npos) continue;
+      std::string ip = s.substr(colon + 1);
+      if (ip == "host-gateway") {  // dockerd: the default bridge's gateway, the host as containers see it
+        ip.clear();
+        try {
+          const json net = engine->networks.inspect("bridge", false);
+          if (net.contains("IPAM") && net["IPAM"].contains("Config") && net["IPAM"]["Config"].is_array() &&
+              !net["IPAM"]["Config"].empty())
+            ip = net["IPAM"]["Config"][0].value("Gateway", "");
+        } catch (const std::exception&) {
+        }
+        if (ip.empty()) throw HttpError(400, "unable to derive the IP value for host-gateway");
+      }
+      hosts += ip + "\t" + s.substr(0, colon) + "\n";
     }
   write_file_atomic(c.dir / "hosts", hosts);
   write_file_atomic(c.dir / "resolv.conf", resolv);

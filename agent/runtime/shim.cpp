@@ -22,6 +22,7 @@
 #include "agent/process.h"
 #include "agent/runtime/container_manager.h"
 #include "agent/runtime/json_log.h"
+#include "agent/runtime/log_rotate.h"
 
 
 namespace berth::agent::runtime {
@@ -35,6 +36,8 @@ json ShimConfig::to_json() const {
           {"bundle", bundle.string()},
           {"dir", dir.string()},
           {"log_path", log_path.string()},
+          {"log_max_size", log_max_size},
+          {"log_max_file", log_max_file},
           {"cgroup_dir", cgroup_dir.string()},
           {"tty", tty},
           {"open_stdin", open_stdin},
@@ -49,6 +52,8 @@ ShimConfig ShimConfig::from_json(const json& j) {
   c.bundle = j.at("bundle").get<std::string>();
   c.dir = j.at("dir").get<std::string>();
   c.log_path = j.at("log_path").get<std::string>();
+  c.log_max_size = j.value("log_max_size", std::int64_t{-1});
+  c.log_max_file = j.value("log_max_file", 1);
   c.cgroup_dir = j.value("cgroup_dir", "");
   c.tty = j.value("tty", false);
   c.open_stdin = j.value("open_stdin", false);
@@ -171,7 +176,7 @@ class Shim {
   ShimLog log_;
   UniqueFd sigfd_, listen_;
   UniqueFd stdin_w_, stdout_r_, stderr_r_, master_;
-  UniqueFd log_fd_;
+  RotatingLogFile log_file_;
   LineSplitter out_lines_, err_lines_;
   std::list<Client> clients_;
   pid_t container_pid_ = -1;
@@ -266,8 +271,13 @@ void Shim::on_output(StreamType type, std::string_view data) {
   const char* stream = type == StreamType::Stderr ? "stderr" : "stdout";
   std::int64_t now = to_unix_nanos(Clock::now());
   std::string buf;
-  for (const std::string& l : lines.feed(data)) buf += format_log_line(l, stream, now);
-  if (!buf.empty() && log_fd_) write_all(log_fd_.get(), buf);
+  for (const std::string& l : lines.feed(data)) {
+    if (log_file_.rotates())
+      log_file_.write(format_log_line(l, stream, now));
+    else
+      buf += format_log_line(l, stream, now);
+  }
+  if (!buf.empty()) log_file_.write(buf);
   std::string framed;
   if (!c_.tty) framed = frame(type, data);
   for (auto it = clients_.begin(); it != clients_.end();) {
@@ -452,9 +462,9 @@ void Shim::loop() {
 
 void Shim::finish() {
   for (LineSplitter* s : {&out_lines_, &err_lines_}) {
-    if (auto rest = s->flush(); rest && log_fd_) {
+    if (auto rest = s->flush(); rest && log_file_) {
       std::string stream = s == &err_lines_ ? "stderr" : "stdout";
-      write_all(log_fd_.get(), format_log_line(*rest, stream, to_unix_nanos(Clock::now())));
+      log_file_.write(format_log_line(*rest, stream, to_unix_nanos(Clock::now())));
     }
   }
   bool oom = false;
@@ -492,7 +502,11 @@ int Shim::run() {
   write_file_atomic(c_.pid_file(), std::to_string(::getpid()));
   std::filesystem::remove(c_.exit_file());
   try {
-    log_fd_.reset(::open(c_.log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640));
+    try {
+      log_file_ = RotatingLogFile(c_.log_path, {c_.log_max_size, c_.log_max_file});
+    } catch (const std::exception& e) {
+      log_.line(std::string("no container log: ") + e.what());
+    }
     create();
     listen_ = listen_unix(c_.socket_path());
   } catch (const std::exception& e) {

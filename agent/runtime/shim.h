@@ -13,6 +13,7 @@
 //       output stream (multiplexed frames without a TTY, raw with one) and
 //       anything the client sends goes to the container's stdin; or
 //   {"resize":{"h":24,"w":80}}  -> "ok\n" and the shim closes it.
+#include <cstdint>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -29,6 +30,8 @@ struct ShimConfig {
   std::filesystem::path bundle;  // holds config.json
   std::filesystem::path dir;     // the container's directory (shim.sock, exit.json, logs)
   std::filesystem::path log_path;
+  std::int64_t log_max_size = -1;  // --log-opt max-size in bytes; -1: unlimited
+  int log_max_file = 1;            // --log-opt max-file
   std::filesystem::path cgroup_dir;  // for OOM detection; may be empty
   bool tty = false;
   bool open_stdin = false;

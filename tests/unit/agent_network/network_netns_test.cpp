@@ -235,7 +235,7 @@ TEST(NetworkNetns, DefaultBridgeConnectivityAndPublishedPorts) {
     NET_CHECK(ea.dns_names.empty());  // no name DNS on the default bridge
     // Connecting again is idempotent.
     NET_CHECK(nm.connect("bridge", cid('a'), "/web", sa, {}).endpoint_id == ea.endpoint_id);
-    NET_CHECK(http_status_of([&] { nm.connect("bridge", cid('c'), "x", sa, {{}, "172.17.0.9"}); }) ==
+    NET_CHECK(http_status_of([&] { nm.connect("bridge", cid('c'), "x", sa, {{}, "172.17.0.9", ""}); }) ==
               400u);
 
     auto json = nm.inspect("bridge");
@@ -337,14 +337,14 @@ TEST(NetworkNetns, UserNetworksAreIsolatedAndResolveNames) {
       sa = nm.create_sandbox(cid('a'));
       sb = nm.create_sandbox(cid('b'));
       sc = nm.create_sandbox(cid('c'));
-      Endpoint ea = nm.connect("front", cid('a'), "/alpha", sa, {{"web"}, ""});
-      Endpoint eb = nm.connect(front_id, cid('b'), "/bravo", sb, {{}, "172.18.0.50"});
+      Endpoint ea = nm.connect("front", cid('a'), "/alpha", sa, {{"web"}, "", ""});
+      Endpoint eb = nm.connect(front_id, cid('b'), "/bravo", sb, {{}, "172.18.0.50", ""});
       Endpoint ec = nm.connect("back", cid('c'), "/charlie", sc, {});
       NET_CHECK(ea.ip == "172.18.0.2");
       NET_CHECK(eb.ip == "172.18.0.50");
       NET_CHECK(ec.ip == "172.19.0.2");
       NET_CHECK((ea.dns_names == std::vector<std::string>{"alpha", "web", cid('a').substr(0, 12)}));
-      NET_CHECK(http_status_of([&] { nm.connect("front", cid('d'), "d", sc, {{}, "172.18.0.50"}); }) ==
+      NET_CHECK(http_status_of([&] { nm.connect("front", cid('d'), "d", sc, {{}, "172.18.0.50", ""}); }) ==
                 403u);
 
       // Same network: reachable. Across networks: dropped.

@@ -259,6 +259,48 @@ TEST_F(ManagerTest, RunsToCompletionAndKeepsSeparatedLogs) {
   EXPECT_EQ(list[0]["Status"].get<std::string>().rfind("Exited (3)", 0), 0u);
 }
 
+TEST_F(ManagerTest, LogOptMaxSizeRotatesTheShimsLogAndLogsReadsEveryFile) {
+  std::string id = create(
+      {{"Cmd", {"sh", "-c", "i=0; while [ $i -lt 200 ]; do echo line-$i; i=$((i+1)); done"}},
+       {"HostConfig", {{"LogConfig", {{"Type", "json-file"},
+                                      {"Config", {{"max-size", "1k"}, {"max-file", "3"}}}}}}}});
+  json doc = cm_->inspect(id);
+  EXPECT_EQ(doc["HostConfig"]["LogConfig"]["Type"], "json-file");
+  EXPECT_EQ(doc["HostConfig"]["Runtime"], "runc");
+  ASSERT_TRUE(cm_->start(id));
+  wait(id);
+  const std::string path = doc["LogPath"];
+  ASSERT_TRUE(fs::exists(path + ".1"));
+  ASSERT_TRUE(fs::exists(path + ".2"));
+  EXPECT_FALSE(fs::exists(path + ".3"));
+  for (const std::string& f : {path, path + ".1", path + ".2"})
+    EXPECT_LE(fs::file_size(f), 1024u + 100u) << f;  // full at 1 KiB, one record over at most
+  std::string got;
+  ContainerManager::LogOptions o;
+  o.stdout_stream = true;
+  cm_->logs(id, o, [&](std::string_view s) {
+    got += s;
+    return true;
+  });
+  // The last records, in order, across the rotated files; the oldest are gone.
+  EXPECT_NE(got.find("line-199\n"), std::string::npos);
+  EXPECT_EQ(got.find("line-0\n"), std::string::npos);
+  EXPECT_LT(got.find("line-180\n"), got.find("line-199\n"));
+  auto text = read_file(path + ".2");
+  ASSERT_TRUE(text);
+  auto first = select_logs(*text, LogFilter{}).front().text;
+  EXPECT_NE(got.find(first), std::string::npos);
+  // Bad options are refused at create, in dockerd's words.
+  try {
+    create({{"Cmd", {"true"}},
+            {"HostConfig", {{"LogConfig", {{"Type", "json-file"}, {"Config", {{"max-size", "huge"}}}}}}}});
+    FAIL();
+  } catch (const api::HttpError& e) {
+    EXPECT_EQ(e.status(), 400u);
+    EXPECT_EQ(std::string(e.what()), "invalid size: 'huge'");
+  }
+}
+
 TEST_F(ManagerTest, AttachBeforeStartSeesAllOutputAndFeedsStdin) {
   std::string id = create({{"Cmd", {"sh", "-c", "read x; echo got $x; echo bye >&2"}},
                            {"OpenStdin", true},

@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "core/error.h"
+#include "core/live_line.h"
 
 namespace berth::cli {
 
@@ -49,6 +50,7 @@ void install_interrupt_handler(Context& ctx) {
   std::thread([set, &ctx]() mutable {
     int sig = 0;
     while (sigwait(&set, &sig) == 0) {
+      LiveLine::Pause pause;  // off the step spinner's line
       if (ctx.interrupted.exchange(true)) {
         static const char msg[] = "berth: interrupted again; exiting without cleanup (run 'berth rm -f' on the machine)\n";
         ssize_t ignored = ::write(2, msg, sizeof msg - 1);

@@ -4,13 +4,23 @@
 
 #include <fmt/format.h>
 
+#include <pthread.h>
+#include <signal.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <condition_variable>
 #include <cstdlib>
+#include <mutex>
+#include <optional>
+#include <thread>
 
 #include "cli/forwarder.h"
 #include "core/docker_context.h"
 #include "core/error.h"
 #include "core/fs.h"
+#include "core/live_line.h"
 #include "core/log.h"
 #include "core/net.h"
 #include "core/tls.h"
@@ -21,22 +31,119 @@ namespace berth::cli {
 namespace {
 constexpr auto kAgentDeadline = std::chrono::seconds(30);
 constexpr auto kSshDeadline = std::chrono::seconds(120);
-}  // namespace
 
-Steps::Steps(std::string machine, bool quiet) : machine_(std::move(machine)), quiet_(quiet) {}
-Steps::~Steps() { finish_current(); }
+using Clock = std::chrono::steady_clock;
+constexpr std::string_view kSpinner = "|/-\\";
 
-void Steps::operator()(std::string_view step) {
-  finish_current();
-  current_ = step;
-  started_ = std::chrono::steady_clock::now();
+// `line` cut to the terminal's width, so that it never wraps (a redraw in place
+// would then start on the wrong row); UTF-8 sequences stay whole.
+std::string fit_terminal(std::string line, std::FILE* out) {
+  winsize ws{};
+  if (::ioctl(::fileno(out), TIOCGWINSZ, &ws) != 0 || ws.ws_col < 2) return line;
+  size_t cut = ws.ws_col - 1u;
+  if (line.size() <= cut) return line;
+  while (cut > 0 && (static_cast<unsigned char>(line[cut]) & 0xC0) == 0x80) --cut;
+  line.resize(cut);
+  return line;
 }
 
-void Steps::finish_current() {
-  if (current_.empty() || quiet_) return;
-  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started_);
-  fmt::print(stderr, "{}: {} ({:.1f}s)\n", machine_, current_, ms.count() / 1000.0);
-  current_.clear();
+}  // namespace
+
+// One step while it runs. A thread redraws the spinner (terminal) or says the
+// step is still running (lines) until the step ends; then its time is printed.
+class Steps::Running {
+ public:
+  Running(const Steps& steps, std::string step) : s_(steps), step_(std::move(step)), started_(Clock::now()) {
+    if (s_.terminal_) {
+      line_.emplace([this] { print("\r\033[K"); });
+      draw(0);
+    } else {
+      print(fmt::format("{}: {}...\n", s_.machine_, step_));
+    }
+    // Signals stay with the thread that waits for them (install_interrupt_handler).
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    thread_ = std::thread([this] { run(); });
+    pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  }
+
+  ~Running() {
+    {
+      std::lock_guard lock(mu_);
+      done_ = true;
+    }
+    cv_.notify_one();
+    thread_.join();
+    const std::string last = fmt::format("{}: {} ({:.1f}s)", s_.machine_, step_,
+                                         std::chrono::duration<double>(Clock::now() - started_).count());
+    if (line_)
+      line_->last([&] { print("\r\033[K" + last + "\n"); });
+    else
+      print(last + "\n");
+  }
+
+  Running(const Running&) = delete;
+  Running& operator=(const Running&) = delete;
+
+ private:
+  void run() {
+    const auto every =
+        std::max(s_.terminal_ ? s_.output_.redraw_every : s_.output_.still_every, std::chrono::milliseconds(1));
+    std::unique_lock lock(mu_);
+    while (true) {
+      // The next multiple of `every`: no burst of catching up after a stall.
+      const auto ticks = (Clock::now() - started_) / every + 1;
+      if (cv_.wait_until(lock, started_ + ticks * every, [this] { return done_; })) return;
+      lock.unlock();
+      if (s_.terminal_)
+        draw(ticks);
+      else
+        print(fmt::format("{}: still {} ({}s)\n", s_.machine_, step_, seconds()));
+      lock.lock();
+    }
+  }
+
+  void draw(long long tick) {
+    const std::string text =
+        fmt::format("{} {}: {} ({}s)", kSpinner[tick % kSpinner.size()], s_.machine_, step_, seconds());
+    line_->draw([&] { print("\r\033[K" + fit_terminal(text, s_.output_.out)); });
+  }
+
+  long seconds() const {
+    return static_cast<long>(std::chrono::duration_cast<std::chrono::seconds>(Clock::now() - started_).count());
+  }
+
+  void print(const std::string& text) const {
+    std::fputs(text.c_str(), s_.output_.out);
+    std::fflush(s_.output_.out);
+  }
+
+  const Steps& s_;
+  const std::string step_;
+  const Clock::time_point started_;
+  std::optional<LiveLine> line_;  // terminal
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool done_ = false;  // under mu_
+  std::thread thread_;
+};
+
+Steps::Steps(std::string machine, bool quiet, StepsOutput output)
+    : machine_(std::move(machine)), quiet_(quiet), output_(output) {
+  const char* term = std::getenv("TERM");
+  terminal_ = !quiet_ && output_.out &&
+              (output_.mode == StepsOutput::Mode::Terminal ||
+               (output_.mode == StepsOutput::Mode::Auto && ::isatty(::fileno(output_.out)) == 1 &&
+                !(term && std::string_view(term) == "dumb")));
+}
+
+Steps::~Steps() = default;
+
+void Steps::operator()(std::string_view step) {
+  current_.reset();
+  if (quiet_ || !output_.out || step.empty()) return;
+  current_ = std::make_unique<Running>(*this, std::string(step));
 }
 
 DriverContext driver_context(Context& ctx, const std::string& name, int engine_port) {

@@ -2,6 +2,7 @@
 // Operations on one stored machine that several commands share: its driver,
 // its endpoints, SSH with host-key pinning, certificates and provisioning.
 #include <chrono>
+#include <cstdio>
 #include <functional>
 #include <memory>
 #include <string>
@@ -17,20 +18,36 @@ namespace berth::cli {
 
 using StepReporter = std::function<void(std::string_view)>;
 
-// Prints "NAME: step..." lines on stderr with the time each step took.
+// Where and how Steps shows progress; tests swap the stream and the intervals.
+struct StepsOutput {
+  enum class Mode { Auto, Terminal, Lines };  // Auto: Terminal when `out` is a tty
+  std::FILE* out = stderr;
+  Mode mode = Mode::Auto;
+  std::chrono::milliseconds redraw_every{100};   // terminal: the spinner
+  std::chrono::milliseconds still_every{10'000};  // lines: "still STEP (Ns)"
+};
+
+// Shows each step from its start: on a terminal "NAME: step (3s)" with a
+// spinner, redrawn in place; otherwise "NAME: step..." when it starts and
+// "NAME: still step (10s)" every 10 s. When it ends, "NAME: step (12.3s)".
+// Quiet: nothing at all.
 class Steps {
  public:
-  explicit Steps(std::string machine, bool quiet = false);
+  explicit Steps(std::string machine, bool quiet = false, StepsOutput output = {});
   ~Steps();
+  Steps(const Steps&) = delete;
+  Steps& operator=(const Steps&) = delete;
+  // Ends the current step and starts `step` ("": none).
   void operator()(std::string_view step);
   StepReporter reporter() { return [this](std::string_view s) { (*this)(s); }; }
 
  private:
-  void finish_current();
+  class Running;
   std::string machine_;
   bool quiet_;
-  std::string current_;
-  std::chrono::steady_clock::time_point started_;
+  StepsOutput output_;
+  bool terminal_;
+  std::unique_ptr<Running> current_;
 };
 
 DriverContext driver_context(Context& ctx, const std::string& name, int engine_port = 2376);

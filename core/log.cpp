@@ -8,6 +8,8 @@
 #include <string>
 #include <mutex>
 
+#include "core/live_line.h"
+
 namespace berth::log {
 namespace {
 std::atomic<bool> g_debug{false};
@@ -27,6 +29,7 @@ void set_timestamps(bool on) { g_timestamps = on; }
 
 void write(std::string_view level, std::string_view category, std::string_view message) {
   std::lock_guard lock(g_mutex);
+  LiveLine::Pause pause;  // off the spinner's line
   if (level == "warning")
     fmt::print(stderr, "{}berth: warning: {}\n", stamp(), message);
   else

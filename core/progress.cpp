@@ -22,6 +22,7 @@ int percent(std::uint64_t done, std::uint64_t total) {
 TransferProgress::TransferProgress(std::FILE* out, std::string label, Mode mode)
     : out_(out), label_(std::move(label)) {
   terminal_ = out_ && (mode == Mode::Terminal || (mode == Mode::Auto && ::isatty(::fileno(out_)) == 1));
+  if (terminal_) pause_.emplace();
 }
 
 TransferProgress::~TransferProgress() { finish(); }
@@ -76,6 +77,8 @@ void TransferProgress::finish() {
   finished_ = true;
   if (terminal_) {
     if (drawn_) fmt::print(out_, "\n");
+    std::fflush(out_);
+    pause_.reset();
   } else if (last_pct_ < 0 && done_ > last_bytes_) {
     // Unknown size: the total, once, at the end.
     fmt::print(out_, "{}: {:.1f} MB\n", label_, static_cast<double>(done_) / kMB);

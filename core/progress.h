@@ -5,7 +5,10 @@
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
+#include <optional>
 #include <string>
+
+#include "core/live_line.h"
 
 namespace berth {
 
@@ -41,6 +44,7 @@ class TransferProgress {
   std::uint64_t done_ = 0;        // bytes at the last update
   std::size_t last_width_ = 0;    // terminal: length of the line drawn last
   std::chrono::steady_clock::time_point last_draw_{};
+  std::optional<LiveLine::Pause> pause_;  // terminal: the bar has the line, not the step spinner
 };
 
 }  // namespace berth

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <libssh/libssh.h>
 #include <libssh/sftp.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -212,6 +213,7 @@ bool terminal_size(int fd, int& cols, int& rows) {
 class LocalFd {
  public:
   explicit LocalFd(int fd) : fd_(fd) {}
+  LocalFd(LocalFd&& other) noexcept : fd_(other.release()) {}
   ~LocalFd() {
     if (fd_ >= 0) ::close(fd_);
   }
@@ -227,6 +229,103 @@ class LocalFd {
  private:
   int fd_;
 };
+
+using Clock = std::chrono::steady_clock;
+using StopFn = std::function<bool()>;
+
+// How often connecting looks at should_stop.
+constexpr std::chrono::milliseconds kStopSlice{100};
+
+// Internal: the host took the TCP connection but sent no SSH banner.
+class NoBanner : public SshError {
+ public:
+  NoBanner(const std::string& message, std::chrono::milliseconds waited) : SshError(message), waited(waited) {}
+  std::chrono::milliseconds waited;
+};
+
+std::string seconds_text(Clock::duration d) {
+  const double s = std::chrono::duration<double>(d).count();
+  return s < 1 ? fmt::format("{:.1f}s", s) : fmt::format("{}s", std::lround(s));
+}
+
+void check_stop(const StopFn& should_stop, const SshTarget& t) {
+  if (should_stop && should_stop())
+    throw Interrupted(fmt::format("interrupted while connecting to SSH on {}", where(t)));
+}
+
+// Polls `fd` for `events` in slices, checking should_stop; false once `end` passed.
+bool wait_fd(int fd, short events, Clock::time_point end, const StopFn& should_stop, const SshTarget& t) {
+  while (true) {
+    check_stop(should_stop, t);
+    const auto left = std::chrono::ceil<std::chrono::milliseconds>(end - Clock::now());
+    if (left.count() <= 0) return false;
+    pollfd p{fd, events, 0};
+    const int n = ::poll(&p, 1, static_cast<int>(std::min(left, kStopSlice).count()));
+    if (n > 0 || (n < 0 && errno != EINTR)) return true;  // the caller's next call says what happened
+  }
+}
+
+std::string connect_error_text(int err) {
+  switch (err) {
+    case ECONNREFUSED: return "connection refused";
+    case EHOSTUNREACH: case EHOSTDOWN: return "no route to the host";
+    case ENETUNREACH: case ENETDOWN: return "no route to the host (network unreachable)";
+    default: return std::strerror(err);
+  }
+}
+
+// The TCP connection, in slices so that should_stop ends it at once. Throws
+// SshError saying how far it got: refused, no route, no answer.
+LocalFd tcp_connect(const SshTarget& t, Clock::time_point end, const StopFn& should_stop) {
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* raw = nullptr;
+  const auto started = Clock::now();
+  if (int rc = ::getaddrinfo(t.host.c_str(), std::to_string(t.port).c_str(), &hints, &raw); rc != 0)
+    throw SshError(fmt::format("cannot connect to SSH on {}: cannot resolve '{}': {}", where(t), t.host,
+                               gai_strerror(rc)));
+  std::unique_ptr<addrinfo, decltype(&::freeaddrinfo)> list(raw, &::freeaddrinfo);
+  std::string why;
+  for (const addrinfo* ai = list.get(); ai; ai = ai->ai_next) {
+    LocalFd fd(::socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol));
+    if (fd.get() < 0) {
+      why = errno_text();
+      continue;
+    }
+    int err = ::connect(fd.get(), ai->ai_addr, ai->ai_addrlen) == 0 ? 0 : errno;
+    if (err == EINPROGRESS) {
+      if (!wait_fd(fd.get(), POLLOUT, end, should_stop, t)) {
+        why = fmt::format("timed out connecting (no answer within {})", seconds_text(Clock::now() - started));
+        continue;
+      }
+      socklen_t len = sizeof err;
+      if (::getsockopt(fd.get(), SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
+    }
+    if (err == 0) return fd;
+    why = err == ETIMEDOUT ? "timed out connecting (no answer)" : connect_error_text(err);
+  }
+  throw SshError(fmt::format("cannot connect to SSH on {}: {}", where(t), why));
+}
+
+// Waits until the server has sent something (its banner) on a fresh connection.
+void wait_for_banner(int fd, const SshTarget& t, Clock::time_point end, const StopFn& should_stop) {
+  const auto connected = Clock::now();
+  if (!wait_fd(fd, POLLIN, end, should_stop, t)) {
+    const auto waited = Clock::now() - connected;
+    throw NoBanner(fmt::format("cannot connect to SSH on {}: TCP connected but no SSH banner within {}", where(t),
+                               seconds_text(waited)),
+                   std::chrono::duration_cast<std::chrono::milliseconds>(waited));
+  }
+  char c;
+  const ssize_t n = ::recv(fd, &c, 1, MSG_PEEK);
+  if (n == 0)
+    throw SshError(fmt::format("cannot connect to SSH on {}: TCP connected but the host closed the connection "
+                               "before the SSH banner", where(t)));
+  if (n < 0 && errno != EAGAIN && errno != EINTR)
+    throw SshError(fmt::format("cannot connect to SSH on {}: TCP connected but the connection failed before the "
+                               "SSH banner: {}", where(t), errno_text()));
+}
 
 }  // namespace
 
@@ -374,7 +473,9 @@ struct SshSession::Impl {
 SshSession::SshSession(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 SshSession::~SshSession() = default;
 
-std::unique_ptr<SshSession> SshSession::connect(const SshTarget& target, std::chrono::milliseconds timeout) {
+std::unique_ptr<SshSession> SshSession::connect(const SshTarget& target, std::chrono::milliseconds timeout,
+                                                const std::function<bool()>& should_stop) {
+  const auto end = Clock::now() + timeout;
   auto impl = std::make_unique<Impl>();
   impl->target = target;
   impl->session.reset(ssh_new());
@@ -402,7 +503,26 @@ std::unique_ptr<SshSession> SshSession::connect(const SshTarget& target, std::ch
   set_timeout(std::max(timeout, std::chrono::milliseconds(1)));
 
   log::debug(kLog, "connecting to {}", where(target));
-  if (ssh_connect(s) != SSH_OK) impl->fail("cannot connect to SSH");
+  // TCP and the banner ourselves, so that each failure is named and should_stop
+  // is heard within a slice; then libssh takes the socket (and closes it).
+  {
+    LocalFd fd = tcp_connect(target, end, should_stop);
+    wait_for_banner(fd.get(), target, end, should_stop);
+    socket_t raw_fd = fd.get();
+    if (ssh_options_set(s, SSH_OPTIONS_FD, &raw_fd) != SSH_OK) impl->fail("invalid SSH options");
+    fd.release();
+  }
+  ssh_set_blocking(s, 0);
+  int connected;
+  while ((connected = ssh_connect(s)) == SSH_AGAIN) {
+    check_stop(should_stop, target);
+    if (Clock::now() >= end)
+      throw SshError(fmt::format("cannot connect to SSH on {}: the SSH handshake did not finish within {}",
+                                 where(target), seconds_text(timeout)));
+    impl->wait_readable(static_cast<int>(kStopSlice.count() / 2));
+  }
+  ssh_set_blocking(s, 1);
+  if (connected != SSH_OK) impl->fail("cannot connect to SSH");
   enable_keepalive(ssh_get_fd(s));
 
   // Host key first: never authenticate to a host we do not trust.
@@ -649,6 +769,7 @@ std::unique_ptr<SshSession> wait_for_ssh(const SshTarget& target, std::chrono::m
   const auto end = start + deadline;
   const std::chrono::milliseconds retry_every{250};
   std::string last_error = "no attempt made";
+  std::chrono::milliseconds longest_silence{0};  // connected, no banner
   auto stop_requested = [&] {
     if (should_stop && should_stop())
       throw Interrupted(fmt::format("interrupted while waiting for SSH on {}", where(target)));
@@ -659,9 +780,14 @@ std::unique_ptr<SshSession> wait_for_ssh(const SshTarget& target, std::chrono::m
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(end - attempt_started);
     if (left.count() <= 0) break;
     try {
-      return SshSession::connect(target, std::min(left, std::chrono::milliseconds(15'000)));
+      return SshSession::connect(target, std::min(left, std::chrono::milliseconds(15'000)), should_stop);
     } catch (const HostKeyChanged&) {
       throw;
+    } catch (const NoBanner& e) {
+      // A short last attempt would understate how long the host stayed silent.
+      longest_silence = std::max(longest_silence, e.waited);
+      last_error = "cannot connect to SSH: TCP connected but no SSH banner within " + seconds_text(longest_silence);
+      log::debug(kLog, "waiting for SSH: {}", last_error);
     } catch (const SshError& e) {
       last_error = e.what();
       // The timeout message names host and machine once; drop them from the cause.

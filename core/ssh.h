@@ -29,9 +29,11 @@ struct SshTarget {
 
 class SshSession final : public Remote {
  public:
-  // Connects and authenticates with the key; throws SshError naming host:port.
-  static std::unique_ptr<SshSession> connect(const SshTarget& target,
-                                             std::chrono::milliseconds timeout);
+  // Connects and authenticates with the key; throws SshError naming host:port and
+  // how far it got (connection refused, no route, no answer, no SSH banner).
+  // `should_stop` is polled every 100 ms while connecting (then Interrupted).
+  static std::unique_ptr<SshSession> connect(const SshTarget& target, std::chrono::milliseconds timeout,
+                                             const std::function<bool()>& should_stop = {});
   ~SshSession() override;
 
   std::string host_key_fingerprint() const;
@@ -64,7 +66,8 @@ class SshSession final : public Remote {
 };
 
 // Retries connect() until it succeeds or `deadline` passes; the timeout error
-// names host:port and the last underlying error. `should_stop` is polled.
+// names host:port and the last underlying error. `should_stop` is polled every
+// 100 ms, during attempts too, and ends the wait with Interrupted.
 std::unique_ptr<SshSession> wait_for_ssh(const SshTarget& target, std::chrono::milliseconds deadline,
                                          const std::function<bool()>& should_stop = {});
 

@@ -88,7 +88,8 @@ struct DriverContext {
   // that `berth rm` can clean up from (cloud ids as soon as they exist).
   std::function<void(const nlohmann::json& driver_state)> checkpoint = {};
   bool quiet = false;   // no progress output
-  // Names the step a long operation has reached; create prints each with its time.
+  // Names the step a long operation has reached ("" ends it); create shows each
+  // from its start while it runs, then its time (cli::Steps).
   std::function<void(std::string_view)> step = {};
   // Set when the machine joins a cluster: a driver that makes VMs gives them
   // a second NIC on the segment; others ignore it (their hosts already reach

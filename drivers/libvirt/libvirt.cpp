@@ -15,6 +15,7 @@
 
 #include "core/error.h"
 #include "core/fs.h"
+#include "core/live_line.h"
 #include "core/lock.h"
 #include "core/log.h"
 #include "core/net.h"
@@ -412,9 +413,11 @@ class LibvirtDriver final : public Driver {
         s_.accel_wanted, virt::kvm_device_usable(), cache_dir() / "accel.json", virt::host_kernel_key(),
         [&] { return kernel.empty() ? true : probe_kvm(conn, kernel); }, name());
     s_.accel = decision.accel;
-    if (decision.kvm_broken)
+    if (decision.kvm_broken) {
+      LiveLine::Pause pause;
       fmt::print(stderr, "{}: KVM does not boot guests on this host (a probe guest hung); using TCG software "
                          "emulation, which is slower\n", name());
+    }
   }
 
   // The berth-os kernel the probe boots (the machine's own when it is berth-os).
@@ -650,6 +653,7 @@ class LibvirtDriver final : public Driver {
     const double secs = std::chrono::duration<double>(took).count();
     if (secs < kSlowDefine.count() || ctx_.quiet) return;
     const std::string why = virt::slow_define_reason(virt::read_kvm_node());
+    LiveLine::Pause pause;
     fmt::print(stderr, "{}: libvirtd took {:.1f} s to define the domain; {}\n", name(), secs,
                why.empty() ? "see libvirtd's log (journalctl -u libvirtd) for why" : why);
   }

@@ -12,6 +12,7 @@
 
 #include "core/error.h"
 #include "core/fs.h"
+#include "core/live_line.h"
 #include "core/log.h"
 #include "core/net.h"
 #include "drivers/ports.h"
@@ -206,11 +207,13 @@ class VirtualBoxDriver final : public Driver {
       if (s_.share) {
         vbm().check(
             {"sharedfolder", "add", s_.vm, "--name", s_.share_name, "--hostpath", s_.share_path, "--automount"});
-        if (is_berth_os_iso(s_.image))
+        if (is_berth_os_iso(s_.image)) {
+          LiveLine::Pause pause;
           fmt::print(stderr,
                      "machine '{}': berth-os cannot mount VirtualBox shared folders (no vboxsf); the folder is "
                      "registered but not mounted in the guest; use 'berth mount' or the libvirt driver\n",
                      name());
+        }
       }
       ctx_.cancel.throw_if_cancelled();
       boot();

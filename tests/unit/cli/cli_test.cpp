@@ -1,6 +1,9 @@
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -14,7 +17,9 @@
 #include <functional>
 #include <iterator>
 #include <map>
+#include <regex>
 #include <stdexcept>
+#include <thread>
 #include <vector>
 
 #include "core/fs.h"
@@ -426,6 +431,129 @@ long long millis(F&& f) {
   const auto start = std::chrono::steady_clock::now();
   f();
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start).count();
+}
+
+// berth in the background with a private HOME; its stderr read as it comes.
+class BerthProcess {
+ public:
+  BerthProcess(const fs::path& berth, const fs::path& home, const std::vector<std::string>& args) {
+    std::vector<std::string> env;
+    for (char** e = environ; *e; ++e) {
+      const std::string var(*e);
+      const std::string name = var.substr(0, var.find('='));
+      if (name != "DOCKER_HOST" && name != "DOCKER_CONTEXT" && name != "BERTH_MACHINE_NAME" &&
+          name != "DOCKER_MACHINE_NAME" && name != "HOME" && name != "DOCKER_CONFIG")
+        env.push_back(var);
+    }
+    env.push_back("HOME=" + home.string());
+    env.push_back("DOCKER_CONFIG=" + (home / "docker").string());
+    std::vector<std::string> argv{berth.string()};
+    argv.insert(argv.end(), args.begin(), args.end());
+    auto pointers = [](std::vector<std::string>& v) {
+      std::vector<char*> p;
+      for (auto& s : v) p.push_back(s.data());
+      p.push_back(nullptr);
+      return p;
+    };
+    auto envp = pointers(env);
+    auto argvp = pointers(argv);
+    int err[2];
+    if (::pipe2(err, O_CLOEXEC) != 0) throw std::runtime_error("pipe");
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      int null = ::open("/dev/null", O_RDWR);
+      ::dup2(null, 0);
+      ::dup2(null, 1);
+      ::dup2(err[1], 2);
+      ::signal(SIGINT, SIG_DFL);  // a test runner may have it ignored, and exec keeps that
+      sigset_t none;
+      sigemptyset(&none);
+      ::sigprocmask(SIG_SETMASK, &none, nullptr);
+      ::execve(argvp[0], argvp.data(), envp.data());
+      ::_exit(127);
+    }
+    ::close(err[1]);
+    err_fd_ = err[0];
+  }
+  ~BerthProcess() {
+    if (pid_ > 0 && !exited_) {
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, nullptr, 0);
+    }
+    ::close(err_fd_);
+  }
+  pid_t pid() const { return pid_; }
+  const std::string& err() const { return err_; }
+
+  // Reads stderr until it holds `text` or `timeout` passes.
+  bool wait_for(const std::string& text, std::chrono::milliseconds timeout) {
+    const auto end = std::chrono::steady_clock::now() + timeout;
+    while (!has(err_, text)) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(end - std::chrono::steady_clock::now());
+      if (left.count() <= 0 || !read_some(left)) return has(err_, text);
+    }
+    return true;
+  }
+  // The exit code once berth ends within `timeout`, else -1.
+  int wait_exit(std::chrono::milliseconds timeout) {
+    const auto end = std::chrono::steady_clock::now() + timeout;
+    while (std::chrono::steady_clock::now() < end) {
+      int status = 0;
+      if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+        exited_ = true;
+        while (read_some(std::chrono::milliseconds(100))) {
+        }
+        return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+      }
+      read_some(std::chrono::milliseconds(10));
+    }
+    return -1;
+  }
+
+ private:
+  bool read_some(std::chrono::milliseconds wait) {
+    pollfd p{err_fd_, POLLIN, 0};
+    if (::poll(&p, 1, static_cast<int>(wait.count())) <= 0) return false;
+    char buf[4096];
+    ssize_t n = ::read(err_fd_, buf, sizeof buf);
+    if (n <= 0) return false;
+    err_.append(buf, static_cast<size_t>(n));
+    return true;
+  }
+
+  pid_t pid_ = -1;
+  int err_fd_ = -1;
+  bool exited_ = false;
+  std::string err_;
+};
+
+// A host whose SSH port takes connections and never speaks (a VM whose sshd is
+// not up behind a NAT forward): the step shows at once and Ctrl-C ends it at once.
+TEST_F(BerthCli, CreateShowsWaitingForSshAtOnceAndCtrlCEndsItWithinASecond) {
+  using namespace std::chrono_literals;
+  SilentListener silent;
+  std::ofstream(dir_ / "key") << "k";
+  const auto started = std::chrono::steady_clock::now();
+  BerthProcess p(berth_, dir_,
+                 {"--storage-path", store().string(), "create", "-d", "generic", "--generic-ip-address", "127.0.0.1",
+                  "--generic-ssh-port", std::to_string(silent.port()), "--generic-ssh-key", (dir_ / "key").string(),
+                  "g"});
+  EXPECT_TRUE(p.wait_for("g: creating the generic machine...\n", 1s)) << p.err();  // the first step, as it starts
+  EXPECT_TRUE(p.wait_for("g: waiting for SSH...\n", std::chrono::duration_cast<std::chrono::milliseconds>(
+                                                          started + 1500ms - std::chrono::steady_clock::now())))
+      << p.err();
+  std::this_thread::sleep_until(started + 1500ms);
+  ASSERT_EQ(::kill(p.pid(), SIGINT), 0);
+  const auto interrupted = std::chrono::steady_clock::now();
+  const int code = p.wait_exit(5s);
+  const auto took = std::chrono::steady_clock::now() - interrupted;
+  EXPECT_EQ(code, 130) << p.err();  // README: 130 interrupted
+  EXPECT_LT(took, 1s) << p.err();
+  EXPECT_TRUE(std::regex_search(p.err(), std::regex("\ng: waiting for SSH \\([0-9]+\\.[0-9]s\\)\n")))
+      << p.err();  // the step's last line, with its time
+  EXPECT_TRUE(has(p.err(), "create interrupted; nothing was left behind")) << p.err();
+  EXPECT_FALSE(fs::exists(store() / "machines" / "g"));
+  EXPECT_EQ(berth("ls -q").out, "");
 }
 
 TEST_F(BerthCli, LsQuietFiltersAndCompletionNeverContactAHost) {

@@ -505,7 +505,7 @@ struct EtcdClient::Impl {
 
   json call(const std::string& path, const json& body) {
     const std::string text = body.dump();
-    std::vector<std::string> unreachable, no_quorum;
+    std::vector<std::string> unreachable, silent, no_quorum;
     const std::size_t n = endpoints.size();
     const std::size_t start = preferred.load() % n;
     for (std::size_t i = 0; i < n; ++i) {
@@ -521,8 +521,7 @@ struct EtcdClient::Impl {
             no_quorum.push_back(q);
             continue;
           }
-          unreachable.push_back(url + " (no answer within " +
-                                std::to_string(options.request_timeout.count()) + " ms)");
+          silent.push_back(url);  // connected, but no answer: a member still electing, or overloaded
           continue;
         }
         unreachable.push_back(url + " (" + f.reason + ")");
@@ -548,6 +547,11 @@ struct EtcdClient::Impl {
     }
     std::string reason;
     for (const std::string& q : no_quorum) reason += (reason.empty() ? "" : "; ") + q;
+    if (!silent.empty()) {
+      reason += (reason.empty() ? "" : "; ") + std::string("no answer within ") +
+                std::to_string(options.request_timeout.count()) + " ms from ";
+      for (std::size_t i = 0; i < silent.size(); ++i) reason += (i ? ", " : "") + silent[i];
+    }
     if (!unreachable.empty()) {
       reason += (reason.empty() ? "" : "; ") + std::string("cannot reach ");
       for (std::size_t i = 0; i < unreachable.size(); ++i)

@@ -346,6 +346,106 @@ TEST_F(Engine, AnAgentRestartKeepsTheProbesGoingAndStopEndsThem) {
 
 // --- docker-compose ---
 
+// Three services end to end: a built image, a named volume seeded from it, a
+// healthy dependency, service-name DNS on a user network, a port published on
+// the laptop's 127.0.0.1, logs -f, exec, scale, restart, stop/start, down -v.
+TEST_F(Engine, ComposeRunsAThreeServiceProjectEndToEnd) {
+  if (!run({"bash", "-c", "command -v docker-compose"}, {}, 10s).ok()) GTEST_SKIP() << "no docker-compose";
+  const fs::path dir = vm().scratch() / "compose-project";
+  fs::create_directories(dir / "db");
+  const int port = free_port();
+  write_text(dir / "db" / "Dockerfile",
+             "FROM busybox:latest\n"
+             "RUN mkdir -p /data && echo seeded-from-image > /data/seed\n");
+  write_text(dir / "docker-compose.yml",
+             "version: \"2.4\"\n"
+             "services:\n"
+             "  db:\n"
+             "    build: ./db\n"
+             "    image: itproject/db\n"
+             "    command: httpd -f -p 80 -h /data\n"
+             "    volumes: [\"dbdata:/data\"]\n"
+             "    networks: [back]\n"
+             "    healthcheck:\n"
+             "      test: [\"CMD\", \"wget\", \"-qO-\", \"http://127.0.0.1/seed\"]\n"
+             "      interval: 1s\n"
+             "      retries: 60\n"
+             "  api:\n"
+             "    image: busybox:latest\n"
+             "    command: sh -c 'i=0; while true; do echo tick-$$i; i=$$((i+1)); sleep 0.5; done'\n"
+             "    networks: [back]\n"
+             "    depends_on:\n"
+             "      db:\n"
+             "        condition: service_healthy\n"
+             "  web:\n"
+             "    image: busybox:latest\n"
+             "    command: sh -c 'mkdir -p /www && wget -qO /www/index.html http://db/seed && exec httpd -f -p 80 -h /www'\n"
+             "    ports: [\"" + std::to_string(port) + ":80\"]\n"
+             "    networks: [back]\n"
+             "    depends_on:\n"
+             "      db:\n"
+             "        condition: service_healthy\n"
+             "networks:\n"
+             "  back: {}\n"
+             "volumes:\n"
+             "  dbdata: {}\n");
+  Env env = vm().docker_env();
+  env["REQUESTS_CA_BUNDLE"] = std::nullopt;
+  env["CURL_CA_BUNDLE"] = std::nullopt;
+  auto compose = [&](std::vector<std::string> args, std::chrono::milliseconds timeout = 300s) {
+    args.insert(args.begin(), {"docker-compose", "-p", "itproject", "-f", (dir / "docker-compose.yml").string()});
+    return run(args, env, timeout);
+  };
+  struct Down {
+    std::function<void()> fn;
+    ~Down() { fn(); }
+  } down{[&] { compose({"down", "-v", "-t", "1"}); }};
+  auto curl_page = [&] {
+    return run({"curl", "-sS", "--max-time", "3", "http://127.0.0.1:" + std::to_string(port) + "/"}, {}, 10s);
+  };
+  auto page_is_seeded = [&] { return trim(curl_page().out) == "seeded-from-image"; };
+
+  auto up = compose({"up", "-d", "--build"});
+  ASSERT_TRUE(up.ok()) << up.describe();
+  EXPECT_EQ(health("itproject_db_1"), "healthy");
+  // web fetched db's page by service name; the laptop reaches web on 127.0.0.1.
+  EXPECT_TRUE(eventually(page_is_seeded, 30s, 300ms)) << curl_page().describe();
+  auto exec = compose({"exec", "-T", "db", "cat", "/data/seed"});
+  EXPECT_EQ(trim(exec.out), "seeded-from-image") << exec.describe();
+
+  // logs -f follows: killed after a few seconds, it has shown new lines.
+  auto follow = run({"bash", "-c", "timeout 4 \"$@\"", "follow", "docker-compose", "-p", "itproject", "-f",
+                     (dir / "docker-compose.yml").string(), "logs", "-f", "--no-color", "api"},
+                    env, 30s);
+  EXPECT_EQ(follow.exit_code, 124) << "logs -f ended by itself: " << follow.describe();
+  std::size_t ticks = 0;
+  for (const auto& line : lines(follow.out)) ticks += line.find("tick-") != std::string::npos;
+  EXPECT_GE(ticks, 6u) << follow.describe();
+
+  auto scaled = compose({"up", "-d", "--scale", "api=2"});
+  ASSERT_TRUE(scaled.ok()) << scaled.describe();
+  EXPECT_EQ(lines(trim(compose({"ps", "-q", "api"}).out)).size(), 2u);
+  EXPECT_EQ(inspect("{{.State.Running}}", "itproject_api_2"), "true");
+
+  auto restarted = compose({"restart", "-t", "1", "web"});
+  EXPECT_TRUE(restarted.ok()) << restarted.describe();
+  EXPECT_TRUE(eventually(page_is_seeded, 30s, 300ms)) << curl_page().describe();
+
+  auto stopped = compose({"stop", "-t", "1"});
+  EXPECT_TRUE(stopped.ok()) << stopped.describe();
+  EXPECT_EQ(ps("label=com.docker.compose.project=itproject").size(), 4u);
+  EXPECT_TRUE(must({"ps", "-q", "--filter", "label=com.docker.compose.project=itproject"}).empty());
+  auto started = compose({"start"});
+  EXPECT_TRUE(started.ok()) << started.describe();
+  EXPECT_TRUE(eventually(page_is_seeded, 30s, 300ms)) << curl_page().describe();
+
+  auto gone = compose({"down", "-v", "-t", "1"});
+  EXPECT_TRUE(gone.ok()) << gone.describe();
+  EXPECT_TRUE(ps("label=com.docker.compose.project=itproject").empty());
+  EXPECT_TRUE(must({"network", "ls", "-q", "--filter", "name=itproject_back"}).empty());
+  EXPECT_TRUE(must({"volume", "ls", "-q", "--filter", "name=itproject_dbdata"}).empty());
+}
+
 TEST_F(Engine, ComposeWaitsForAHealthyService) {
   if (!run({"bash", "-c", "command -v docker-compose"}, {}, 10s).ok()) GTEST_SKIP() << "no docker-compose";
   const fs::path dir = vm().scratch() / "compose-health";

@@ -224,6 +224,40 @@ TEST_F(BerthCli, ZshAndFishCompletionScriptsParseAndFishOffersMachines) {
   EXPECT_EQ(berth("completion tcsh").code, 2);
 }
 
+// As the package installs it: _berth in $fpath, autoloaded by compinit. The
+// first TAB completes, and the file does not run compinit again.
+TEST_F(BerthCli, ZshCompletesFromTheAutoloadedFileOnTheFirstTab) {
+  if (std::system("command -v zsh >/dev/null 2>&1") != 0) GTEST_SKIP() << "no zsh";
+  add_none_machine("gamma", "tcp://127.0.0.1:1");
+  add_none_machine("delta", "tcp://127.0.0.1:2");
+  auto zsh = berth("completion zsh");
+  ASSERT_EQ(zsh.code, 0);
+  const fs::path functions = store().parent_path() / "zfunc";
+  fs::create_directories(functions);
+  std::ofstream(functions / "_berth") << zsh.out;
+  const std::string script =
+      "{ sleep 20; kill $$ } >/dev/null 2>&1 &!\n"  // a watchdog: zpty -r -m waits for its pattern
+      "watchdog=$!\n"
+      "zmodload zsh/zpty\n"
+      "zpty z zsh -f -i\n"
+      "zpty -w z 'PS1=\"%% \"; fpath=(" + functions.string() + " $fpath); autoload -U compinit; compinit -D -u'\n"
+      "zpty -w z 'compinit() { print COMPINIT-AGAIN }; print READY-$((6*7))'\n"
+      "zpty -r -m z out '*READY-42*'\n"
+      "zpty -w -n z $'berth rm ga\\t'\n"
+      "zpty -r -m z out '*gamma*'\n"
+      "print -r -- \"$out\"\n"
+      "zpty -w -n z $'\\C-u'\n"
+      "zpty -w z 'print DONE-$((6*7))'\n"
+      "zpty -r -m z out '*DONE-42*'\n"
+      "print -r -- \"$out\"\n"
+      "zpty -d z\n"
+      "kill $watchdog\n";
+  auto r = shell_with_berth(berth_, store(), "zsh", script);
+  EXPECT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("berth rm gamma"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("COMPINIT-AGAIN"), std::string::npos) << r.out;
+}
+
 bool has(const std::string& out, const std::string& what) { return out.find(what) != std::string::npos; }
 
 // A command line, the exit code the README's table gives it, and what the one-line message says.

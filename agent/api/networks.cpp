@@ -3,6 +3,7 @@
 
 #include "agent/api/request_body.h"
 #include "agent/api/routes.h"
+#include "agent/network/ipam.h"
 #include "agent/network/network_manager.h"
 #include "agent/network/network_routes.h"
 #include "agent/network/util.h"
@@ -76,6 +77,7 @@ Response create(NetworkManager& nm, const Request& req) {
   c.attachable = bool_field(body, "Attachable");
   c.labels = string_map_field(body, "Labels");
   c.options = string_map_field(body, "Options");
+  c.enable_ipv6 = bool_field(body, "EnableIPv6");
   if (bool_field(body, "Ingress")) throw HttpError(400, "ingress networks need swarm mode");
   if (bool_field(body, "ConfigOnly") || body.contains("ConfigFrom"))
     if (bool_field(body, "ConfigOnly") || !body["ConfigFrom"].is_null())
@@ -88,7 +90,14 @@ Response create(NetworkManager& nm, const Request& req) {
       for (const json& entry : *config) {
         if (!entry.is_object()) throw HttpError(400, "invalid IPAM Config");
         std::string subnet = string_field(entry, "Subnet");
-        if (subnet.find(':') != std::string::npos) continue;  // IPv6 pools are ignored
+        if (subnet.find(':') != std::string::npos) {
+          if (!c.enable_ipv6)
+            throw HttpError(400, "IPv6 subnet " + subnet + " needs IPv6 enabled on the network (--ipv6)");
+          if (!c.subnet6.empty()) throw HttpError(400, "only one IPv6 subnet per network is supported");
+          c.subnet6 = subnet;
+          c.gateway6 = string_field(entry, "Gateway");
+          continue;
+        }
         if (!c.subnet.empty()) throw HttpError(400, "only one IPv4 subnet per network is supported");
         c.subnet = subnet;
         c.gateway = string_field(entry, "Gateway");
@@ -135,14 +144,9 @@ Response connect(NetworkManager& nm, const Request& req) {
     throw HttpError(400, "container cannot be disconnected from host network or connected to host network");
   if (c.network_mode == "none" || c.network_mode.starts_with("container:"))
     throw HttpError(400, "container sharing network namespace with another container or host cannot be connected to any other network");
-  network::EndpointRequest request;
-  if (auto cfg = body.find("EndpointConfig"); cfg != body.end() && cfg->is_object()) {
-    if (auto aliases = cfg->find("Aliases"); aliases != cfg->end() && aliases->is_array())
-      for (const json& a : *aliases)
-        if (a.is_string()) request.aliases.push_back(a.get<std::string>());
-    if (auto ipam = cfg->find("IPAMConfig"); ipam != cfg->end() && ipam->is_object())
-      request.ipv4 = string_field(*ipam, "IPv4Address");
-  }
+  network::EndpointRequest request =
+      network::EndpointRequest::from_json(body.value("EndpointConfig", json::object()));
+  request.mac = network::normalize_mac(request.mac);
   if (nm.endpoint(net_id, c.id))
     throw HttpError(403, "endpoint with name " + c.name + " already exists in network " + net_name);
   std::optional<network::Endpoint> endpoint;

@@ -7,7 +7,34 @@ namespace berth::agent::network {
 
 namespace {
 constexpr const char* kBridgeNameOption = "com.docker.network.bridge.name";
+
+void set_up_ipv6(Net& n, const NetworkCreate& req, const TakenResources& taken) {
+  Ipv6Net subnet;
+  if (!req.subnet6.empty()) {
+    auto parsed = Ipv6Net::parse(req.subnet6);
+    if (!parsed) throw api::HttpError(400, "invalid CIDR address: " + req.subnet6);
+    if (parsed->prefix > 124)
+      throw api::HttpError(400, "invalid subnet " + req.subnet6 + ": too small for containers");
+    for (const Ipv6Net& u : taken.subnets6)
+      if (u.overlaps(*parsed))
+        throw api::HttpError(403, "invalid pool request: Pool overlaps with other one on this address space");
+    subnet = *parsed;
+  } else {
+    if (!req.gateway6.empty()) throw api::HttpError(400, "a subnet is needed with a gateway");
+    subnet = pick_subnet6(taken.ula48, taken.subnets6);
+  }
+  Ipv6Addr gateway = subnet.addr + 1;
+  if (!req.gateway6.empty()) {
+    auto gw = parse_ipv6(req.gateway6);
+    if (!gw) throw api::HttpError(400, "invalid gateway address: " + req.gateway6);
+    if (!subnet.contains(*gw) || *gw == subnet.addr)
+      throw api::HttpError(400, "no matching subnet for gateway " + req.gateway6);
+    gateway = *gw;
+  }
+  n.ipv6 = true;
+  n.ipam6 = Ipam6(subnet, gateway);
 }
+}  // namespace
 
 void BridgeDriver::create_network(Net& n, const NetworkCreate& req, const TakenResources& taken) {
   Ipv4Net subnet;
@@ -33,6 +60,7 @@ void BridgeDriver::create_network(Net& n, const NetworkCreate& req, const TakenR
     gateway = *gw;
   }
   n.ipam = Ipam(subnet, gateway);
+  if (req.enable_ipv6) set_up_ipv6(n, req, taken);
   auto bn = req.options.find(kBridgeNameOption);
   n.bridge = bn != req.options.end() ? bn->second : "br-" + n.id.substr(0, 12);
   if (n.bridge.empty() || n.bridge.size() > 15) throw api::HttpError(400, "invalid bridge name: " + n.bridge);
@@ -65,21 +93,31 @@ void BridgeDriver::join(Net& n, EndpointRec& e, const EndpointRequest& req,
     throw api::HttpError(400, "user specified IP address is supported on user defined networks only");
   if (n.predefined && !req.aliases.empty())
     throw api::HttpError(400, "network-scoped alias is supported only for containers in user defined networks");
+  if (n.predefined && !req.links.empty())
+    throw api::HttpError(400, "network-scoped links are supported only for containers in user "
+                              "defined networks (docker run --link works on the default bridge)");
+  if (!n.ipv6 && !req.ipv6.empty())
+    throw api::HttpError(400, "IPv6 address " + req.ipv6 + " given, but network " + n.name +
+                                  " has no IPv6: create it with --ipv6");
   e.ip = n.ipam.allocate(e.container_id, req.ipv4);
-  e.mac = req.mac.empty() ? mac_for(e.ip) : req.mac;
   try {
+    if (n.ipv6) e.ip6 = n.ipam6.allocate(e.container_id, req.ipv6);
+    e.mac = req.mac.empty() ? mac_for(e.ip) : req.mac;
     attach_veth(n, e, sandbox);
   } catch (...) {
-    n.ipam.release(e.container_id);
+    forget(n, e);
     throw;
   }
 }
 
 void BridgeDriver::leave(Net& n, const EndpointRec& e) {
   detach_veth(e);
-  n.ipam.release(e.container_id);
+  forget(n, e);
 }
 
-void BridgeDriver::forget(Net& n, const EndpointRec& e) { n.ipam.release(e.container_id); }
+void BridgeDriver::forget(Net& n, const EndpointRec& e) {
+  n.ipam.release(e.container_id);
+  if (n.ipv6) n.ipam6.release(e.container_id);
+}
 
 }  // namespace berth::agent::network

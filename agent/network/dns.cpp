@@ -103,6 +103,7 @@ struct DnsServer::Impl {
     std::string in, out;
     Clock::time_point since;     // accepted; the oldest goes first when full
     Clock::time_point deadline;  // the next whole query by then, or closed
+    std::uint32_t peer = 0;      // its address (host order)
     bool eof = false;            // it has shut down its sending side
     std::size_t waiting = 0;     // its queries still at upstreams
   };
@@ -181,7 +182,9 @@ struct DnsServer::Impl {
   }
 
   void handle(std::string_view msg, const Origin& from) {
-    dns::Verdict v = dns::answer(msg, config.lookup);
+    std::uint32_t client = from.tcp_client ? clients.at(from.tcp_client).peer
+                                           : ntohl(from.udp_peer.sin_addr.s_addr);
+    dns::Verdict v = dns::answer(msg, config.lookup, client);
     if (v.action == dns::Verdict::Action::Reply) deliver(from, v.reply);
     if (v.action == dns::Verdict::Action::Forward) forward(msg, std::move(v.reply), from);
   }
@@ -271,6 +274,7 @@ struct DnsServer::Impl {
       }
       TcpClient c;
       c.fd = std::move(fd);
+      c.peer = ntohl(from.sin_addr.s_addr);
       c.since = Clock::now();
       c.deadline = c.since + config.tcp_idle_timeout;
       clients.emplace(next_client_id++, std::move(c));

@@ -1,6 +1,6 @@
 #pragma once
 // The embedded DNS server of user-defined networks: answers A queries for
-// the names on its network and forwards everything else to the host's
+// (and AAAA) the names on its network and forwards everything else to the host's
 // nameservers. One server per network, bound to the network's gateway
 // address, serving UDP and TCP from one thread with non-blocking sockets: a
 // slow or silent client or upstream never holds up anybody else. Only the

@@ -66,8 +66,10 @@ std::optional<Query> parse_query(std::string_view m) {
   return q;
 }
 
-std::string build_response(std::string_view msg, const Query& q, int rcode,
-                           const std::vector<std::uint32_t>& ips, std::uint32_t ttl) {
+namespace {
+// A response with one record of `type` per entry of `rdata`.
+std::string build_records(std::string_view msg, const Query& q, int rcode, std::uint16_t type,
+                          const std::vector<std::string>& rdata, std::uint32_t ttl) {
   std::string out;
   put16(out, q.id);
   // QR, the query's opcode and RD, AA (we are authoritative for our names), RA.
@@ -76,19 +78,38 @@ std::string build_response(std::string_view msg, const Query& q, int rcode,
   if (rcode == kNoError || rcode == kNxDomain) flags |= 0x0400;
   put16(out, flags);
   put16(out, 1);
-  put16(out, static_cast<std::uint16_t>(ips.size()));
+  put16(out, static_cast<std::uint16_t>(rdata.size()));
   put16(out, 0);
   put16(out, 0);
   out.append(msg.substr(12, q.question_end - 12));
-  for (std::uint32_t ip : ips) {
+  for (const std::string& data : rdata) {
     put16(out, 0xc00c);  // the name of the question
-    put16(out, kTypeA);
+    put16(out, type);
     put16(out, 1);
     put32(out, ttl);
-    put16(out, 4);
-    put32(out, ip);
+    put16(out, static_cast<std::uint16_t>(data.size()));
+    out += data;
   }
   return out;
+}
+}  // namespace
+
+std::string build_response(std::string_view msg, const Query& q, int rcode,
+                           const std::vector<std::uint32_t>& ips, std::uint32_t ttl) {
+  std::vector<std::string> rdata;
+  for (std::uint32_t ip : ips) {
+    std::string d;
+    put32(d, ip);
+    rdata.push_back(std::move(d));
+  }
+  return build_records(msg, q, rcode, kTypeA, rdata, ttl);
+}
+
+std::string build_response6(std::string_view msg, const Query& q, int rcode,
+                            const std::vector<Ipv6Bytes>& ips, std::uint32_t ttl) {
+  std::vector<std::string> rdata;
+  for (const Ipv6Bytes& ip : ips) rdata.emplace_back(ip.begin(), ip.end());
+  return build_records(msg, q, rcode, kTypeAAAA, rdata, ttl);
 }
 
 std::string build_query(std::uint16_t id, const std::string& name, std::uint16_t type) {
@@ -137,20 +158,25 @@ std::optional<Reply> parse_reply(std::string_view m) {
     if (at + len > m.size()) return std::nullopt;
     if (type == kTypeA && len == 4)
       r.a.push_back((static_cast<std::uint32_t>(get16(m, at)) << 16) | get16(m, at + 2));
+    if (type == kTypeAAAA && len == 16) {
+      Ipv6Bytes ip{};
+      for (std::size_t i = 0; i < 16; ++i) ip[i] = static_cast<std::uint8_t>(m[at + i]);
+      r.aaaa.push_back(ip);
+    }
     at += len;
   }
   return r;
 }
 
-Verdict answer(std::string_view msg, const NameLookup& lookup) {
+Verdict answer(std::string_view msg, const NameLookup& lookup, std::uint32_t client) {
   auto q = parse_query(msg);
   if (!q) return {};
   if (q->klass == 1 && (q->type == kTypeA || q->type == kTypeAAAA)) {
-    if (auto ips = lookup ? lookup(q->name) : std::nullopt) {
-      // Known here: addresses for A, an empty answer for AAAA (no IPv6).
-      return {Verdict::Action::Reply,
-              build_response(msg, *q, kNoError,
-                             q->type == kTypeA ? *ips : std::vector<std::uint32_t>{})};
+    if (auto ips = lookup ? lookup(q->name, client) : std::nullopt) {
+      // Known here: its addresses of that family, maybe none.
+      return {Verdict::Action::Reply, q->type == kTypeA
+                                          ? build_response(msg, *q, kNoError, ips->v4)
+                                          : build_response6(msg, *q, kNoError, ips->v6)};
     }
   }
   return {Verdict::Action::Forward, build_response(msg, *q, kServFail, {})};

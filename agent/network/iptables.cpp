@@ -35,6 +35,20 @@ std::vector<Rule> base_rules() {
   };
 }
 
+std::vector<std::pair<std::string, std::string>> base_chains6() {
+  return {{"nat", kPostroutingChain},
+          {"filter", kFilterChain},
+          {"filter", kIsolation1},
+          {"filter", kIsolation2}};
+}
+
+std::vector<Rule> base_rules6() {
+  return {
+      {"nat", "POSTROUTING", {"-j", kPostroutingChain}},
+      {"filter", "FORWARD", {"-j", kIsolation1}, true},
+  };
+}
+
 std::vector<Rule> bridge_rules(const BridgeSpec& b) {
   const std::string& br = b.bridge;
   std::vector<Rule> rules;
@@ -45,8 +59,9 @@ std::vector<Rule> bridge_rules(const BridgeSpec& b) {
   } else {
     rules.push_back({"nat", kPostroutingChain, {"-s", b.subnet, "!", "-o", br, "-j", "MASQUERADE"}});
     // Published ports reached through 127.0.0.1 (route_localnet on the bridge).
-    rules.push_back(
-        {"nat", kPostroutingChain, {"-s", "127.0.0.0/8", "-o", br, "-j", "MASQUERADE"}});
+    if (b.subnet.find(':') == std::string::npos)
+      rules.push_back(
+          {"nat", kPostroutingChain, {"-s", "127.0.0.0/8", "-o", br, "-j", "MASQUERADE"}});
     rules.push_back({"filter", kIsolation1, {"-i", br, "!", "-o", br, "-j", kIsolation2}});
     rules.push_back({"filter", "FORWARD",
                      {"-o", br, "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j",

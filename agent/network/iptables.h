@@ -42,7 +42,7 @@ struct Rule {
 
 struct BridgeSpec {
   std::string bridge;  // "berth0", "br-0123456789ab"
-  std::string subnet;  // "172.17.0.0/16"
+  std::string subnet;  // "172.17.0.0/16", or an IPv6 one for ip6tables
   bool internal = false;
 };
 
@@ -58,6 +58,9 @@ struct PortSpec {
 // The chains and the jumps into them from the built-in chains.
 std::vector<std::pair<std::string, std::string>> base_chains();  // {table, chain}
 std::vector<Rule> base_rules();
+// The same for ip6tables (no loopback publishing over IPv6).
+std::vector<std::pair<std::string, std::string>> base_chains6();
+std::vector<Rule> base_rules6();
 // The filter FORWARD policy the agent sets.
 inline constexpr const char* kForwardPolicy = "DROP";
 // Forwarding, masquerade and isolation for one bridge network.

@@ -1,6 +1,7 @@
 #include "agent/network/local_bridge.h"
 
 #include <fcntl.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -51,17 +52,30 @@ void bring_up_bridge(DriverContext& ctx, Net& n) {
     netlink::ensure_bridge(s, n.bridge, kBridgeAlias);
     if (n.mtu > 0) netlink::set_link_mtu(s, n.bridge, n.mtu);
     netlink::ensure_address(s, n.bridge, n.ipam.gateway(), n.ipam.subnet().prefix);
+    if (n.ipv6) {
+      netlink::write_sysctl("net/ipv6/conf/" + n.bridge + "/disable_ipv6", "0");
+      netlink::ensure_address6(s, n.bridge, ipv6_bytes(n.ipam6.gateway()), n.ipam6.subnet().prefix);
+    }
     netlink::set_link_up(s, n.bridge);
   }
   netlink::write_sysctl("net/ipv4/conf/" + n.bridge + "/route_localnet", "1");
   ctx.ipt.ensure_all(bridge_rules({n.bridge, n.ipam.subnet().str(), n.internal}));
+  if (n.ipv6) {
+    for (const auto& [table, chain] : base_chains6()) ctx.ipt6.ensure_chain(table, chain);
+    ctx.ipt6.ensure_all(base_rules6());
+    ctx.ipt6.set_policy("filter", "FORWARD", kForwardPolicy);
+    netlink::write_sysctl("net/ipv6/conf/all/forwarding", "1");
+    ctx.ipt6.ensure_all(bridge_rules({n.bridge, n.ipam6.subnet().str(), n.internal}));
+  }
   if (n.user_defined() && !n.dns) {
     DnsServerConfig dns;
     dns.ip = n.ipam.gateway();
     dns.port = ctx.settings.dns_port;
     dns.client_net = n.ipam.subnet().addr;
     dns.client_prefix = n.ipam.subnet().prefix;
-    dns.lookup = [names = n.names](const std::string& q) { return names->lookup(q); };
+    dns.lookup = [names = n.names](const std::string& q, std::uint32_t client) {
+      return names->lookup(q, client);
+    };
     dns.upstreams = ctx.upstreams;
     try {
       n.dns = std::make_unique<DnsServer>(std::move(dns));
@@ -75,6 +89,7 @@ void tear_down_bridge(DriverContext& ctx, Net& n) {
   n.dns.reset();
   if (!ctx.settings.manage_host) return;
   ctx.ipt.remove_all(bridge_rules({n.bridge, n.ipam.subnet().str(), n.internal}));
+  if (n.ipv6) ctx.ipt6.remove_all(bridge_rules({n.bridge, n.ipam6.subnet().str(), n.internal}));
   netlink::Socket s;
   // Only a bridge: state from older agents may name an interface like eth0.
   auto info = netlink::link_info(s, n.bridge);
@@ -106,11 +121,18 @@ void attach_veth(const Net& n, EndpointRec& e, const std::filesystem::path& sand
     const std::uint32_t gateway = n.ipam.gateway();
     const int prefix = n.ipam.subnet().prefix;
     const bool route = !n.internal;
+    const bool v6 = n.ipv6 && e.ip6;
     netlink::run_in_netns(sandbox, [&] {
       netlink::Socket s;
       netlink::ensure_address(s, e.ifname, e.ip, prefix);
+      if (v6) {
+        netlink::write_sysctl("net/ipv6/conf/" + e.ifname + "/disable_ipv6", "0");
+        netlink::ensure_address6(s, e.ifname, ipv6_bytes(e.ip6), n.ipam6.subnet().prefix);
+      }
       netlink::set_link_up(s, e.ifname);
       if (route && !netlink::has_default_route(s)) netlink::add_default_route(s, e.ifname, gateway);
+      if (v6 && route && !netlink::has_default_route(s, AF_INET6))
+        netlink::add_default_route6(s, e.ifname, ipv6_bytes(n.ipam6.gateway()));
     });
   } catch (...) {
     detach_veth(e);

@@ -1,6 +1,7 @@
 #include "agent/network/netlink.h"
 
 #include <fcntl.h>
+#include <linux/if_addr.h>
 #include <linux/magic.h>
 #include <linux/neighbour.h>
 #include <net/if.h>
@@ -23,6 +24,7 @@
 #include <cstdio>
 #include <cstring>
 #include <exception>
+#include <random>
 #include <fstream>
 #include <stdexcept>
 #include <thread>
@@ -93,6 +95,31 @@ NlAddrPtr ipv4_addr(std::uint32_t ip, int prefix) {
   return a;
 }
 
+NlAddrPtr ipv6_addr(const std::array<std::uint8_t, 16>& ip, int prefix) {
+  NlAddrPtr a(nl_addr_build(AF_INET6, ip.data(), ip.size()));
+  if (!a) throw std::runtime_error("nl_addr_build failed");
+  nl_addr_set_prefixlen(a.get(), prefix);
+  return a;
+}
+
+void add_route_via(Socket& s, const std::string& link_name, int family, NlAddrPtr dst,
+                   NlAddrPtr gw) {
+  LinkPtr link = require_link(s, link_name);
+  RoutePtr route(rtnl_route_alloc());
+  rtnl_route_set_family(route.get(), static_cast<std::uint8_t>(family));
+  rtnl_route_set_table(route.get(), RT_TABLE_MAIN);
+  rtnl_route_set_scope(route.get(), RT_SCOPE_UNIVERSE);
+  rtnl_route_set_protocol(route.get(), RTPROT_BOOT);
+  rtnl_route_set_type(route.get(), RTN_UNICAST);
+  rtnl_route_set_dst(route.get(), dst.get());
+  rtnl_nexthop* nh = rtnl_route_nh_alloc();  // owned by the route once added
+  rtnl_route_nh_set_ifindex(nh, rtnl_link_get_ifindex(link.get()));
+  rtnl_route_nh_set_gateway(nh, gw.get());
+  rtnl_route_add_nexthop(route.get(), nh);
+  int err = rtnl_route_add(s.get(), route.get(), NLM_F_CREATE);
+  if (err < 0 && err != -NLE_EXIST) fail("add default route via " + link_name, err);
+}
+
 }  // namespace
 
 Socket::Socket() {
@@ -145,6 +172,15 @@ void ensure_bridge(Socket& s, const std::string& name, const std::string& alias)
   rtnl_link_set_name(link.get(), name.c_str());
   int err = rtnl_link_set_type(link.get(), "bridge");
   if (err < 0) fail("bridge type", err);
+  // A MAC of its own: otherwise the kernel gives the bridge its lowest port's
+  // and changes it as ports come, and containers' ARP entries for the
+  // gateway go stale each time one joins.
+  std::random_device random;
+  std::array<unsigned char, 6> mac = {0x02, 0x42};
+  for (std::size_t i = 2; i < mac.size(); ++i) mac[i] = static_cast<unsigned char>(random());
+  NlAddrPtr lladdr(nl_addr_build(AF_LLC, mac.data(), mac.size()));
+  if (!lladdr) throw std::runtime_error("nl_addr_build failed");
+  rtnl_link_set_addr(link.get(), lladdr.get());
   err = rtnl_link_add(s.get(), link.get(), NLM_F_CREATE | NLM_F_EXCL);
   if (err < 0 && err != -NLE_EXIST) fail("create bridge " + name, err);
   if (alias.empty()) return;
@@ -186,6 +222,21 @@ void ensure_address(Socket& s, const std::string& link_name, std::uint32_t ip, i
     NlAddrPtr brd = ipv4_addr(ip | ~mask, 32);
     rtnl_addr_set_broadcast(addr.get(), brd.get());
   }
+  err = rtnl_addr_add(s.get(), addr.get(), 0);
+  if (err < 0 && err != -NLE_EXIST) fail("add address to " + link_name, err);
+}
+
+void ensure_address6(Socket& s, const std::string& link_name, const std::array<std::uint8_t, 16>& ip,
+                     int prefix) {
+  LinkPtr link = require_link(s, link_name);
+  AddrPtr addr(rtnl_addr_alloc());
+  rtnl_addr_set_ifindex(addr.get(), rtnl_link_get_ifindex(link.get()));
+  rtnl_addr_set_family(addr.get(), AF_INET6);
+  NlAddrPtr local = ipv6_addr(ip, prefix);
+  int err = rtnl_addr_set_local(addr.get(), local.get());
+  if (err < 0) fail("address", err);
+  rtnl_addr_set_prefixlen(addr.get(), prefix);
+  rtnl_addr_set_flags(addr.get(), IFA_F_NODAD);  // usable at once, as dockerd sets it
   err = rtnl_addr_add(s.get(), addr.get(), 0);
   if (err < 0 && err != -NLE_EXIST) fail("add address to " + link_name, err);
 }
@@ -468,9 +519,9 @@ void delete_neigh(Socket& s, const std::string& dev, const NeighEntry& e) {
              "delete neighbour " + ipv4_text(e.ip) + " on " + dev);
 }
 
-bool has_default_route(Socket& s) {
+bool has_default_route(Socket& s, int family) {
   nl_cache* raw = nullptr;
-  int err = rtnl_route_alloc_cache(s.get(), AF_INET, 0, &raw);
+  int err = rtnl_route_alloc_cache(s.get(), family, 0, &raw);
   if (err < 0) fail("list routes", err);
   CachePtr cache(raw);
   for (nl_object* o = nl_cache_get_first(cache.get()); o; o = nl_cache_get_next(o)) {
@@ -483,22 +534,12 @@ bool has_default_route(Socket& s) {
 }
 
 void add_default_route(Socket& s, const std::string& link_name, std::uint32_t gateway) {
-  LinkPtr link = require_link(s, link_name);
-  RoutePtr route(rtnl_route_alloc());
-  rtnl_route_set_family(route.get(), AF_INET);
-  rtnl_route_set_table(route.get(), RT_TABLE_MAIN);
-  rtnl_route_set_scope(route.get(), RT_SCOPE_UNIVERSE);
-  rtnl_route_set_protocol(route.get(), RTPROT_BOOT);
-  rtnl_route_set_type(route.get(), RTN_UNICAST);
-  NlAddrPtr dst = ipv4_addr(0, 0);
-  rtnl_route_set_dst(route.get(), dst.get());
-  rtnl_nexthop* nh = rtnl_route_nh_alloc();  // owned by the route once added
-  rtnl_route_nh_set_ifindex(nh, rtnl_link_get_ifindex(link.get()));
-  NlAddrPtr gw = ipv4_addr(gateway, 32);
-  rtnl_route_nh_set_gateway(nh, gw.get());
-  rtnl_route_add_nexthop(route.get(), nh);
-  int err = rtnl_route_add(s.get(), route.get(), NLM_F_CREATE);
-  if (err < 0 && err != -NLE_EXIST) fail("add default route via " + link_name, err);
+  add_route_via(s, link_name, AF_INET, ipv4_addr(0, 0), ipv4_addr(gateway, 32));
+}
+
+void add_default_route6(Socket& s, const std::string& link_name,
+                        const std::array<std::uint8_t, 16>& gateway) {
+  add_route_via(s, link_name, AF_INET6, ipv6_addr({}, 0), ipv6_addr(gateway, 128));
 }
 
 void run_in_netns(const std::filesystem::path& netns_path, const std::function<void()>& fn) {

@@ -3,6 +3,7 @@
 // bridges, veth pairs, addresses, routes, link state, and running code inside
 // another network namespace. Every call throws std::runtime_error with the
 // libnl error text on failure.
+#include <array>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
@@ -45,6 +46,9 @@ void set_link_up(Socket& s, const std::string& name);
 void delete_link(Socket& s, const std::string& name);  // absent is fine
 // ip/prefix on the link; already present is fine.
 void ensure_address(Socket& s, const std::string& link, std::uint32_t ip, int prefix);
+// An IPv6 address (network order), without duplicate address detection.
+void ensure_address6(Socket& s, const std::string& link, const std::array<std::uint8_t, 16>& ip,
+                     int prefix);
 // A veth pair: `host_name` stays here, enslaved to `master`; its peer is
 // created directly in the namespace open at `peer_netns_fd` as `peer_name`
 // with MAC `peer_mac`.
@@ -103,7 +107,9 @@ void delete_neigh(Socket& s, const std::string& dev, const NeighEntry& e);  // a
 
 // A default route via `gateway` out of `link`; already present is fine.
 void add_default_route(Socket& s, const std::string& link, std::uint32_t gateway);
-bool has_default_route(Socket& s);
+void add_default_route6(Socket& s, const std::string& link,
+                        const std::array<std::uint8_t, 16>& gateway);
+bool has_default_route(Socket& s, int family = 2 /* AF_INET */);
 
 // Runs fn on a fresh thread that has joined the network namespace at
 // `netns_path` (other threads are untouched). Rethrows fn's exception.

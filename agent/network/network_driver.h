@@ -23,12 +23,15 @@ namespace berth::agent::network {
 struct DriverContext {
   const NetworkSettings& settings;
   Iptables& ipt;
+  Iptables& ipt6;  // networks with IPv6
   std::function<std::vector<std::string>()> upstreams;  // the host's nameservers
 };
 
 // What other networks hold already, for a new one.
 struct TakenResources {
   std::vector<Ipv4Net> subnets;  // of every network with addresses
+  std::vector<Ipv6Net> subnets6;  // of every network with IPv6
+  Ipv6Net ula48;  // this machine's unique local prefix, for --ipv6 without a subnet
   std::map<std::string, std::string> bridges;  // bridge -> network name
 };
 

@@ -29,11 +29,58 @@ json Endpoint::to_json() const {
             {"Gateway", gateway},
             {"IPAddress", ip},
             {"IPPrefixLen", prefix_len},
-            {"IPv6Gateway", ""},
-            {"GlobalIPv6Address", ""},
-            {"GlobalIPv6PrefixLen", 0},
+            {"IPv6Gateway", ipv6_gateway},
+            {"GlobalIPv6Address", ipv6},
+            {"GlobalIPv6PrefixLen", ipv6_prefix_len},
             {"DNSNames", dns_names.empty() ? json(nullptr) : json(dns_names)}};
+  if (!links.empty()) j["Links"] = links;
   return j;
+}
+
+std::string normalize_link(const std::string& link) {
+  auto colon = link.find(':');
+  std::string target = link.substr(0, colon);
+  std::string alias = colon == std::string::npos ? target : link.substr(colon + 1);
+  if (target.starts_with("/")) target.erase(0, 1);
+  if (auto slash = alias.rfind('/'); slash != std::string::npos) alias.erase(0, slash + 1);
+  if (target.empty() || alias.empty() || target.find('/') != std::string::npos)
+    throw api::HttpError(400, "invalid link: " + link + " (want NAME or NAME:ALIAS)");
+  return target + ":" + alias;
+}
+
+EndpointRequest EndpointRequest::from_json(const json& settings) {
+  EndpointRequest r;
+  if (!settings.is_object()) return r;
+  auto strings = [&](const char* key) {
+    std::vector<std::string> out;
+    if (auto it = settings.find(key); it != settings.end() && it->is_array())
+      for (const json& v : *it)
+        if (v.is_string()) out.push_back(v.get<std::string>());
+    return out;
+  };
+  r.aliases = strings("Aliases");
+  for (const std::string& l : strings("Links")) r.links.push_back(normalize_link(l));
+  if (auto ipam = settings.find("IPAMConfig"); ipam != settings.end() && ipam->is_object()) {
+    if (ipam->contains("IPv4Address") && (*ipam)["IPv4Address"].is_string())
+      r.ipv4 = (*ipam)["IPv4Address"];
+    if (ipam->contains("IPv6Address") && (*ipam)["IPv6Address"].is_string())
+      r.ipv6 = (*ipam)["IPv6Address"];
+  }
+  if (settings.contains("MacAddress") && settings["MacAddress"].is_string())
+    r.mac = settings["MacAddress"];
+  return r;
+}
+
+json EndpointRequest::to_json() const {
+  json r = json::object();
+  if (!aliases.empty()) r["Aliases"] = aliases;
+  if (!links.empty()) r["Links"] = links;
+  json ipam = json::object();
+  if (!ipv4.empty()) ipam["IPv4Address"] = ipv4;
+  if (!ipv6.empty()) ipam["IPv6Address"] = ipv6;
+  if (!ipam.empty()) r["IPAMConfig"] = ipam;
+  if (!mac.empty()) r["MacAddress"] = mac;
+  return r;
 }
 
 namespace {
@@ -66,7 +113,8 @@ NetworkManager::Impl::Impl(fs::path r, NetworkSettings s)
     : root(std::move(r)),
       settings(std::move(s)),
       ipt(settings.iptables),
-      ctx{settings, ipt, [this] { return upstreams(); }},
+      ipt6(settings.ip6tables),
+      ctx{settings, ipt, ipt6, [this] { return upstreams(); }},
       bridge_driver(ctx) {
   if (settings.cluster) overlay = std::make_unique<OverlayDriver>(ctx, *settings.cluster, *this);
 }
@@ -149,6 +197,20 @@ std::vector<std::string> NetworkManager::Impl::upstreams() const {
   }
 }
 
+Ipv6Net NetworkManager::Impl::ula48() const {
+  fs::path seed_file = root / "ula-seed";
+  std::string seed;
+  try {
+    seed = read_file(seed_file);
+  } catch (const std::exception&) {
+  }
+  if (seed.empty()) {
+    seed = random_hex(16);
+    write_file_atomic(seed_file, seed);
+  }
+  return ula_prefix(seed);
+}
+
 Endpoint NetworkManager::Impl::endpoint_of(const Net& n, const EndpointRec& e) const {
   Endpoint ep;
   ep.network_name = n.name;
@@ -161,6 +223,12 @@ Endpoint NetworkManager::Impl::endpoint_of(const Net& n, const EndpointRec& e) c
     ep.gateway = n.internal ? "" : format_ipv4(n.ipam.gateway());
     ep.mac = e.mac;
     if (n.user_defined()) ep.dns_names = e.dns_names();
+    ep.links = e.links;
+  }
+  if (n.ipv6 && e.ip6) {
+    ep.ipv6 = format_ipv6(e.ip6);
+    ep.ipv6_prefix_len = n.ipam6.subnet().prefix;
+    ep.ipv6_gateway = n.internal ? "" : format_ipv6(n.ipam6.gateway());
   }
   return ep;
 }
@@ -204,6 +272,8 @@ json NetworkManager::Impl::net_json(const Net& n, bool with_containers) const {
     json pool = {{"Subnet", n.ipam.subnet().str()}, {"Gateway", format_ipv4(n.ipam.gateway())}};
     if (n.ip_range) pool["IPRange"] = n.ip_range->str();
     config = json::array({pool});
+    if (n.ipv6)
+      config.push_back({{"Subnet", n.ipam6.subnet().str()}, {"Gateway", format_ipv6(n.ipam6.gateway())}});
   }
   json containers = json::object();
   if (with_containers) {
@@ -214,7 +284,9 @@ json NetworkManager::Impl::net_json(const Net& n, bool with_containers) const {
                          {"IPv4Address", n.has_links() ? format_ipv4(e.ip) + "/" +
                                                              std::to_string(n.ipam.subnet().prefix)
                                                        : ""},
-                         {"IPv6Address", ""}};
+                         {"IPv6Address", n.ipv6 && e.ip6 ? format_ipv6(e.ip6) + "/" +
+                                                               std::to_string(n.ipam6.subnet().prefix)
+                                                         : ""}};
     }
   }
   json options = n.options;
@@ -224,7 +296,7 @@ json NetworkManager::Impl::net_json(const Net& n, bool with_containers) const {
               {"Created", n.created},
               {"Scope", n.scope()},
               {"Driver", n.driver},
-              {"EnableIPv6", false},
+              {"EnableIPv6", n.ipv6},
               {"IPAM",
                {{"Driver", "default"},
                 {"Options", n.predefined ? json(nullptr) : json::object()},
@@ -398,6 +470,7 @@ Endpoint NetworkManager::connect(const std::string& network, const std::string& 
   if (NetworkDriver* driver = m.driver_for(n)) {
     driver->join(n, e, request, sandbox);
     e.aliases = request.aliases;
+    e.links = request.links;
   }
   n.endpoints[container_id] = e;
   n.refresh_names();
@@ -500,11 +573,15 @@ std::string NetworkManager::create_network(const NetworkCreate& req) {
   for (auto& [id, n] : m.nets)
     if (n->name == req.name)
       throw api::HttpError(409, "network with name " + req.name + " already exists");
+  if (req.enable_ipv6 && driver_name != "bridge")
+    throw api::HttpError(400, "IPv6 is supported on bridge networks only (overlay networks are IPv4)");
   TakenResources taken;
   for (auto& [id, n] : m.nets) {
     if (n->has_links()) taken.subnets.push_back(n->ipam.subnet());
+    if (n->ipv6) taken.subnets6.push_back(n->ipam6.subnet());
     if (!n->bridge.empty()) taken.bridges[n->bridge] = n->name;
   }
+  if (req.enable_ipv6) taken.ula48 = m.ula48();
   auto n = std::make_unique<Net>();
   n->id = random_hex(32);
   n->name = req.name;

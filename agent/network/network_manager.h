@@ -53,19 +53,35 @@ struct Endpoint {
   std::string ip;  // "172.17.0.2"
   int prefix_len = 0;
   std::string gateway;
+  std::string ipv6;  // "fd12:3456:789a:1::2" on a network with IPv6
+  int ipv6_prefix_len = 0;
+  std::string ipv6_gateway;
   std::string mac;
   std::vector<std::string> aliases;
+  std::vector<std::string> links;  // "target:alias"
   std::vector<std::string> dns_names;
   nlohmann::json to_json() const;
 };
 
 // What a container asks for on one network: the EndpointsConfig entry of
-// POST /containers/create (Aliases, IPAMConfig.IPv4Address, MacAddress).
+// POST /containers/create (Aliases, IPAMConfig.IPv4Address/IPv6Address,
+// Links, MacAddress).
 struct EndpointRequest {
   std::vector<std::string> aliases;
   std::string ipv4;  // empty: allocate
   std::string mac;   // --mac-address; empty: derived from the IP, as dockerd
+  std::string ipv6;  // on a network with IPv6; empty: allocate
+  // --link TARGET[:ALIAS] on a user-defined network: ALIAS resolves to
+  // TARGET for this container only (stored as "target:alias").
+  std::vector<std::string> links;
+
+  // From an EndpointSettings object (anything else gives an empty request);
+  // links come out as "target:alias". Throws api::HttpError(400) for a bad link.
+  static EndpointRequest from_json(const nlohmann::json& settings);
+  nlohmann::json to_json() const;  // the EndpointSettings fields it came from
 };
+// "db" -> "db:db", "/db:/web/alias" (as dockerd stores it) -> "db:alias".
+std::string normalize_link(const std::string& link);
 
 struct PortBinding {
   std::string container_port;  // "80/tcp"
@@ -93,6 +109,7 @@ struct NetworkSettings {
   std::filesystem::path netns_dir = "/run/berth/netns";
   std::filesystem::path host_resolv_conf = "/etc/resolv.conf";
   std::string iptables = "iptables";
+  std::string ip6tables = "ip6tables";  // for networks with IPv6
   std::string default_bridge = "berth0";
   std::string default_subnet = "172.17.0.0/16";
   std::uint16_t dns_port = 53;
@@ -117,6 +134,9 @@ struct NetworkCreate {
   std::string subnet;   // "" to pick one like dockerd
   std::string gateway;  // "" for the first address
   std::string ip_range;  // overlay: where addresses come from ("" for the whole subnet)
+  bool enable_ipv6 = false;  // bridge: a v6 subnet as well (--ipv6)
+  std::string subnet6;   // "" to pick a /64 of this machine's unique local prefix
+  std::string gateway6;  // "" for the first address
 };
 
 // A container as the network API needs it (resolved by the runtime).

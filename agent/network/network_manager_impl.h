@@ -50,6 +50,7 @@ struct NetworkManager::Impl : OverlayHost {
   std::filesystem::path root;
   NetworkSettings settings;
   Iptables ipt;
+  Iptables ipt6;
   mutable std::mutex mutex;
   NetMap nets;  // by id
   std::list<PortRec> ports;
@@ -76,6 +77,8 @@ struct NetworkManager::Impl : OverlayHost {
   std::filesystem::path net_file(const Net& n) const;
   void save_ports() const;
   std::vector<std::string> upstreams() const;
+  // This machine's unique local IPv6 /48 (its seed kept in root/ula-seed).
+  Ipv6Net ula48() const;
 
   Endpoint endpoint_of(const Net& n, const EndpointRec& e) const;
   void drop_endpoint(Net& n, const std::string& container_id);

@@ -12,16 +12,16 @@ std::string lower(std::string s) {
   return s;
 }
 
-std::optional<std::vector<std::uint32_t>> NameTable::lookup(std::string name) {
+std::optional<dns::Addresses> NameTable::lookup(std::string name, std::uint32_t client) {
   std::lock_guard lock(mutex);
-  auto it = names.find(name);
-  if (it != names.end()) return it->second;
   // "web.mynet" as well as "web".
   std::string suffix = "." + network_name;
-  if (name.size() > suffix.size() && name.ends_with(suffix)) {
-    it = names.find(name.substr(0, name.size() - suffix.size()));
-    if (it != names.end()) return it->second;
-  }
+  if (name.size() > suffix.size() && name.ends_with(suffix) && !names.count(name))
+    name.resize(name.size() - suffix.size());
+  if (auto mine = links.find(client); client && mine != links.end())
+    if (auto link = mine->second.find(name); link != mine->second.end()) name = link->second;
+  auto it = names.find(name);
+  if (it != names.end()) return it->second;
   return std::nullopt;
 }
 
@@ -30,7 +30,8 @@ json EndpointRec::to_json() const {
           {"EndpointID", endpoint_id},   {"Mac", mac},
           {"HostVeth", host_veth},       {"Ifname", ifname},
           {"Sandbox", sandbox},          {"IP", ip ? format_ipv4(ip) : ""},
-          {"Aliases", aliases}};
+          {"IP6", ip6 ? format_ipv6(ip6) : ""}, {"Aliases", aliases},
+          {"Links", links}};
 }
 
 EndpointRec EndpointRec::from_json(const json& j) {
@@ -43,7 +44,9 @@ EndpointRec EndpointRec::from_json(const json& j) {
   e.ifname = j.value("Ifname", "");
   e.sandbox = j.value("Sandbox", "");
   e.ip = parse_ipv4(j.value("IP", "")).value_or(0);
+  e.ip6 = parse_ipv6(j.value("IP6", "")).value_or(0);
   e.aliases = j.value("Aliases", std::vector<std::string>{});
+  e.links = j.value("Links", std::vector<std::string>{});
   return e;
 }
 
@@ -70,6 +73,7 @@ json Net::to_state() const {
             {"Options", options},
             {"Endpoints", eps}};
   if (has_links()) j["IPAM"] = ipam.to_json();
+  if (ipv6) j["IPAM6"] = ipam6.to_json();
   if (is_overlay()) {
     j["VNI"] = vni;
     if (ip_range) j["IPRange"] = ip_range->str();
@@ -95,6 +99,10 @@ std::unique_ptr<Net> Net::from_state(const json& j) {
   n->labels = j.value("Labels", std::map<std::string, std::string>{});
   n->options = j.value("Options", std::map<std::string, std::string>{});
   if (j.contains("IPAM")) n->ipam = Ipam::from_json(j["IPAM"]);
+  if (j.contains("IPAM6")) {
+    n->ipv6 = true;
+    n->ipam6 = Ipam6::from_json(j["IPAM6"]);
+  }
   if (j.contains("Endpoints"))
     for (auto& [cid, e] : j["Endpoints"].items()) n->endpoints[cid] = EndpointRec::from_json(e);
   if (n->is_overlay()) {
@@ -114,21 +122,33 @@ std::unique_ptr<Net> Net::from_state(const json& j) {
 
 void Net::refresh_names() {
   if (!user_defined()) return;
-  std::map<std::string, std::vector<std::uint32_t>> table;
-  auto add = [&](const std::string& name, std::uint32_t ip) {
-    auto& ips = table[lower(name)];
-    if (std::find(ips.begin(), ips.end(), ip) == ips.end()) ips.push_back(ip);
+  std::map<std::string, dns::Addresses> table;
+  std::map<std::uint32_t, std::map<std::string, std::string>> link_table;
+  auto add = [&](const std::string& name, std::uint32_t ip, Ipv6Addr ip6) {
+    dns::Addresses& a = table[lower(name)];
+    if (ip && std::find(a.v4.begin(), a.v4.end(), ip) == a.v4.end()) a.v4.push_back(ip);
+    if (ip6 && std::find(a.v6.begin(), a.v6.end(), ipv6_bytes(ip6)) == a.v6.end())
+      a.v6.push_back(ipv6_bytes(ip6));
   };
-  for (const auto& [cid, e] : endpoints)
-    for (const std::string& name : e.dns_names()) add(name, e.ip);
+  for (const auto& [cid, e] : endpoints) {
+    for (const std::string& name : e.dns_names()) add(name, e.ip, e.ip6);
+    for (const std::string& link : e.links) {
+      auto colon = link.find(':');
+      std::string target = link.substr(0, colon);
+      std::string alias = colon == std::string::npos ? target : link.substr(colon + 1);
+      if (target.starts_with("/")) target.erase(0, 1);
+      if (e.ip) link_table[e.ip][lower(alias)] = lower(target);
+    }
+  }
   for (const auto& [cid, p] : peers) {
     if (endpoints.count(cid) || !p.ip) continue;
-    add(p.container_name, p.ip);
-    for (const std::string& a : p.aliases) add(a, p.ip);
-    add(cid.substr(0, 12), p.ip);
+    add(p.container_name, p.ip, 0);
+    for (const std::string& a : p.aliases) add(a, p.ip, 0);
+    add(cid.substr(0, 12), p.ip, 0);
   }
   std::lock_guard lock(names->mutex);
   names->names = std::move(table);
+  names->links = std::move(link_table);
 }
 
 }  // namespace berth::agent::network

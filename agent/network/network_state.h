@@ -14,6 +14,7 @@
 #include "agent/network/cluster_store.h"
 #include "agent/network/dns.h"
 #include "agent/network/ipam.h"
+#include "agent/network/ipam6.h"
 
 namespace berth::agent::network {
 
@@ -24,16 +25,21 @@ std::string lower(std::string s);
 struct NameTable {
   std::mutex mutex;
   std::string network_name;
-  std::map<std::string, std::vector<std::uint32_t>> names;  // lowercase
+  std::map<std::string, dns::Addresses> names;  // lowercase
+  // Each container's links (--link TARGET:ALIAS), by its IPv4 address:
+  // alias -> target, both lowercase. Only that container resolves them.
+  std::map<std::uint32_t, std::map<std::string, std::string>> links;
 
-  std::optional<std::vector<std::uint32_t>> lookup(std::string name);
+  std::optional<dns::Addresses> lookup(std::string name, std::uint32_t client = 0);
 };
 
 // A container's endpoint on a network of this machine.
 struct EndpointRec {
   std::string container_id, container_name, endpoint_id, mac, host_veth, ifname, sandbox;
   std::uint32_t ip = 0;
+  Ipv6Addr ip6 = 0;  // on a network with IPv6
   std::vector<std::string> aliases;
+  std::vector<std::string> links;  // "target:alias", as EndpointSettings.Links
 
   nlohmann::json to_json() const;
   static EndpointRec from_json(const nlohmann::json& j);
@@ -45,6 +51,8 @@ struct Net {
   bool internal = false, attachable = false, predefined = false;
   std::map<std::string, std::string> labels, options;
   Ipam ipam;  // bridge: subnet, gateway and leases; overlay: subnet and gateway (leases are in etcd)
+  bool ipv6 = false;  // bridge networks made with --ipv6
+  Ipam6 ipam6;
   std::map<std::string, EndpointRec> endpoints;  // this machine's, by container id
   std::shared_ptr<NameTable> names = std::make_shared<NameTable>();
   std::unique_ptr<DnsServer> dns;

@@ -180,6 +180,9 @@ void OverlayDriver::restore(Net& n) {
 void OverlayDriver::join(Net& n, EndpointRec& e, const EndpointRequest& req,
                          const std::filesystem::path& sandbox) {
   if (!ctx_.settings.manage_host) throw api::HttpError(500, "container networking is disabled on this host");
+  if (!req.ipv6.empty())
+    throw api::HttpError(400, "IPv6 address " + req.ipv6 + " given, but network " + n.name +
+                                  " has no IPv6: overlay networks are IPv4");
   for (const auto& [id, other] : host_.networks())
     if (other.get() != &n && other->is_bridge() && other->ipam.subnet().overlaps(n.ipam.subnet()))
       throw api::HttpError(403, "overlay network " + n.name + " (" + n.ipam.subnet().str() +

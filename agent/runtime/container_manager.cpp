@@ -583,9 +583,7 @@ void ContainerManager::restore(Engine& engine) {
     auto it = impl_->containers.find(id);
     if (it == impl_->containers.end()) throw HttpError(404, "No such container: " + id);
     Container& c = *it->second;
-    json r = json::object();
-    if (!req.aliases.empty()) r["Aliases"] = req.aliases;
-    if (!req.ipv4.empty()) r["IPAMConfig"] = {{"IPv4Address", req.ipv4}};
+    json r = req.to_json();
     json& eps = c.berth()["EndpointsConfig"];
     if (!eps.is_object()) eps = json::object();
     eps[net] = r;

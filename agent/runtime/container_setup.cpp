@@ -263,18 +263,13 @@ std::optional<std::string> ContainerManager::Impl::setup_network(Container& c, j
       bool first = true;
       for (const std::string& net : nets) {
         json req = eps.is_object() && eps.contains(net) ? eps[net] : json::object();
-        network::EndpointRequest er;
-        if (req.is_object()) {
-          if (req.contains("Aliases") && req["Aliases"].is_array())
-            for (const json& a : req["Aliases"])
-              if (a.is_string()) er.aliases.push_back(a.get<std::string>());
-          if (req.contains("IPAMConfig") && req["IPAMConfig"].is_object())
-            er.ipv4 = req["IPAMConfig"].value("IPv4Address", "");
-          er.mac = req.value("MacAddress", "");
-        }
+        network::EndpointRequest er = network::EndpointRequest::from_json(req);
         if (er.mac.empty() && net == mode) {  // API < 1.44 sent it in Config
           er.mac = doc["Config"].value("MacAddress", "");
         }
+        if (net == mode && mode != "bridge" && hc.contains("Links") && hc["Links"].is_array())
+          for (const json& l : hc["Links"])  // --link on a user-defined network: DNS only
+            if (l.is_string()) er.links.push_back(network::normalize_link(l.get<std::string>()));
         er.mac = network::normalize_mac(er.mac);
         network::Endpoint ep = engine->networks.connect(net, c.id, name, sandbox, er);
         json ej = empty_endpoint(req);

@@ -16,10 +16,10 @@ namespace {
 
 namespace dns = berth::agent::network::dns;
 
-std::optional<std::vector<std::uint32_t>> lookup(const std::string& name) {
+std::optional<dns::Addresses> lookup(const std::string& name, std::uint32_t) {
   if (name == "web" || name == "web.front")
-    return std::vector<std::uint32_t>{0xac120002, 0xac120003};
-  if (name == "empty") return std::vector<std::uint32_t>{};
+    return dns::Addresses{{0xac120002, 0xac120003}, {dns::Ipv6Bytes{0xfd, 0, 0, 1}, dns::Ipv6Bytes{0xfd, 0, 0, 2}}};
+  if (name == "empty") return dns::Addresses{};
   return std::nullopt;
 }
 
@@ -36,7 +36,7 @@ void client_message(std::string_view msg) {
   // Only queries get an answer, and it carries their id with QR set.
   auto q = dns::parse_query(msg);
   require(q.has_value());
-  require(v.reply.size() >= 12 && v.reply.size() <= msg.size() + 2 * 16);
+  require(v.reply.size() >= 12 && v.reply.size() <= msg.size() + 2 * 28);
   require(v.reply.compare(0, 2, msg.substr(0, 2)) == 0);
   require(static_cast<unsigned char>(v.reply[2]) & 0x80);
   // What the server would send over TCP frames and unframes to itself.

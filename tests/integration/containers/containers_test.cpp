@@ -406,6 +406,39 @@ TEST_F(Containers, UserNetworksResolveNamesAndAreIsolated) {
   EXPECT_NE(busy.err.find("has active endpoints"), std::string::npos) << busy.err;
 }
 
+TEST_F(Containers, Ipv6NetworksAndNetworkScopedLinks) {
+  require_image();
+  Cleanup cleanup{this, {"v6srv", "v6app"}, {"e2e-v6"}};
+  ok({"network", "create", "--ipv6", "--subnet", "fd00:db8:77::/64", "e2e-v6"});
+  EXPECT_EQ(inspect("{{.EnableIPv6}} {{(index .IPAM.Config 1).Subnet}} {{(index .IPAM.Config 1).Gateway}}",
+                    "e2e-v6"),
+            "true fd00:db8:77::/64 fd00:db8:77::1");
+  const std::string dns = inspect("{{(index .IPAM.Config 0).Gateway}}", "e2e-v6");
+  must({"run", "-d", "--name", "v6srv", "--network", "e2e-v6", "--ip6", "fd00:db8:77::50", kImage, "sh", "-c",
+        serve("hello-over-v6")});
+  EXPECT_EQ(inspect("{{(index .NetworkSettings.Networks \"e2e-v6\").GlobalIPv6Address}} "
+                    "{{(index .NetworkSettings.Networks \"e2e-v6\").IPv6Gateway}}",
+                    "v6srv"),
+            "fd00:db8:77::50 fd00:db8:77::1");
+  // A container on the default bridge joins with a link: "store" is v6srv, for it alone.
+  must({"run", "-d", "--name", "v6app", kImage, "sleep", "300"});
+  ok({"network", "connect", "--link", "v6srv:store", "e2e-v6", "v6app"});
+  EXPECT_EQ(inspect("{{json (index .NetworkSettings.Networks \"e2e-v6\").Links}}", "v6app"), R"(["v6srv:store"])");
+  auto linked = docker({"exec", "v6app", "sh", "-c",
+                        "nslookup -type=AAAA store " + dns + " | grep -c fd00:db8:77::50 && " +
+                            retry("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 fd00:db8:77::50 80 | tail -1", 6)});
+  EXPECT_EQ(linked.exit_code, 0) << linked.describe();
+  EXPECT_EQ(linked.out, "1\nhello-over-v6\n") << linked.describe();
+  auto unlinked = docker({"run", "--rm", "--network", "e2e-v6", kImage, "sh", "-c",
+                          "ip -6 route | grep -c 'default via fd00:db8:77::1'; nslookup store"});
+  EXPECT_NE(unlinked.exit_code, 0) << unlinked.describe();
+  EXPECT_EQ(unlinked.out.substr(0, 2), "1\n") << unlinked.describe();
+  // An IPv6 address on a network without IPv6 is refused in one line.
+  auto refused = docker({"run", "--rm", "--ip6", "fd00:db8:77::9", "--network", "bridge", kImage, "true"});
+  EXPECT_NE(refused.exit_code, 0);
+  EXPECT_NE(refused.err.find("has no IPv6"), std::string::npos) << refused.err;
+}
+
 TEST_F(Containers, BridgeReachesOutThroughNat) {
   require_image();
   // The default bridge reaches the host's registry through the VM's NAT and QEMU's gateway.

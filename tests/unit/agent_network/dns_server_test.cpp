@@ -31,8 +31,8 @@ DnsServerConfig local_config() {
   c.port = 0;
   c.client_net = ip("127.0.0.1");
   c.client_prefix = 32;
-  c.lookup = [](const std::string& name) -> std::optional<std::vector<std::uint32_t>> {
-    if (name == "web") return std::vector<std::uint32_t>{ip("172.18.0.2")};
+  c.lookup = [](const std::string& name, std::uint32_t) -> std::optional<dns::Addresses> {
+    if (name == "web") return dns::Addresses{{ip("172.18.0.2")}, {}};
     return std::nullopt;
   };
   return c;

@@ -235,7 +235,7 @@ TEST(NetworkNetns, DefaultBridgeConnectivityAndPublishedPorts) {
     NET_CHECK(ea.dns_names.empty());  // no name DNS on the default bridge
     // Connecting again is idempotent.
     NET_CHECK(nm.connect("bridge", cid('a'), "/web", sa, {}).endpoint_id == ea.endpoint_id);
-    NET_CHECK(http_status_of([&] { nm.connect("bridge", cid('c'), "x", sa, {{}, "172.17.0.9", ""}); }) ==
+    NET_CHECK(http_status_of([&] { nm.connect("bridge", cid('c'), "x", sa, {{}, "172.17.0.9", "", "", {}}); }) ==
               400u);
 
     auto json = nm.inspect("bridge");
@@ -337,14 +337,14 @@ TEST(NetworkNetns, UserNetworksAreIsolatedAndResolveNames) {
       sa = nm.create_sandbox(cid('a'));
       sb = nm.create_sandbox(cid('b'));
       sc = nm.create_sandbox(cid('c'));
-      Endpoint ea = nm.connect("front", cid('a'), "/alpha", sa, {{"web"}, "", ""});
-      Endpoint eb = nm.connect(front_id, cid('b'), "/bravo", sb, {{}, "172.18.0.50", ""});
+      Endpoint ea = nm.connect("front", cid('a'), "/alpha", sa, {{"web"}, "", "", "", {}});
+      Endpoint eb = nm.connect(front_id, cid('b'), "/bravo", sb, {{}, "172.18.0.50", "", "", {}});
       Endpoint ec = nm.connect("back", cid('c'), "/charlie", sc, {});
       NET_CHECK(ea.ip == "172.18.0.2");
       NET_CHECK(eb.ip == "172.18.0.50");
       NET_CHECK(ec.ip == "172.19.0.2");
       NET_CHECK((ea.dns_names == std::vector<std::string>{"alpha", "web", cid('a').substr(0, 12)}));
-      NET_CHECK(http_status_of([&] { nm.connect("front", cid('d'), "d", sc, {{}, "172.18.0.50", ""}); }) ==
+      NET_CHECK(http_status_of([&] { nm.connect("front", cid('d'), "d", sc, {{}, "172.18.0.50", "", "", {}}); }) ==
                 403u);
 
       // Same network: reachable. Across networks: dropped.
@@ -404,6 +404,166 @@ TEST(NetworkNetns, UserNetworksAreIsolatedAndResolveNames) {
     netlink::Socket s;
     NET_CHECK(netlink::link_index(s, "br-" + front_id.substr(0, 12)) == 0);
     NET_CHECK(http_status_of([&] { nm.network_id("front"); }) == 404u);
+  });
+}
+
+// Connects over IPv6 from `netns` to [ip]:port, where `listener` (an IPv6
+// socket in another namespace) accepts; the address the listener saw, or "".
+std::string tcp6_peer(const std::string& netns, const std::string& ip, int port, int listener) {
+  OwnedFd s;
+  netlink::run_in_netns(netns, [&] { s.fd = ::socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0); });
+  sockaddr_in6 a{};
+  a.sin6_family = AF_INET6;
+  a.sin6_port = htons(static_cast<std::uint16_t>(port));
+  ::inet_pton(AF_INET6, ip.c_str(), &a.sin6_addr);
+  timeval tv{2, 0};
+  ::setsockopt(s.fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  if (::connect(s.fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) return "";
+  pollfd p{listener, POLLIN, 0};
+  if (::poll(&p, 1, 2000) != 1) return "";
+  sockaddr_in6 peer{};
+  socklen_t len = sizeof peer;
+  OwnedFd conn(::accept4(listener, reinterpret_cast<sockaddr*>(&peer), &len, SOCK_CLOEXEC));
+  char text[INET6_ADDRSTRLEN] = "";
+  ::inet_ntop(AF_INET6, &peer.sin6_addr, text, sizeof text);
+  return text;
+}
+
+OwnedFd listen6_in(const std::string& netns, int port) {
+  OwnedFd s;
+  netlink::run_in_netns(netns, [&] { s.fd = ::socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0); });
+  sockaddr_in6 a{};
+  a.sin6_family = AF_INET6;
+  a.sin6_port = htons(static_cast<std::uint16_t>(port));
+  a.sin6_addr = in6addr_any;
+  if (::bind(s.fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(s.fd, 4) != 0)
+    throw std::runtime_error(std::string("listen on [::]: ") + std::strerror(errno));
+  return s;
+}
+
+std::optional<dns::Reply> ask6(const std::string& netns, const std::string& server,
+                               const std::string& name) {
+  static std::uint16_t id = 7000;
+  return dns::parse_reply(udp_exchange(netns, server, 53, dns::build_query(++id, name, dns::kTypeAAAA)));
+}
+
+std::string text6(const dns::Ipv6Bytes& b) {
+  char text[INET6_ADDRSTRLEN];
+  ::inet_ntop(AF_INET6, b.data(), text, sizeof text);
+  return text;
+}
+
+TEST(NetworkNetns, Ipv6UserNetworksAndNetworkScopedLinks) {
+  TempDir dir;
+  run_scenario([&] {
+    NetworkSettings settings = settings_in(dir.path);
+    std::ofstream(settings.host_resolv_conf) << "nameserver 127.0.0.1\n";
+    FakeUpstream upstream;
+    fs::path sa, sb, sc;
+    {
+      NetworkManager nm(dir.path / "state", settings);
+      nm.init();
+      NetworkCreate v6 = named("six", "172.18.0.0/16");
+      v6.enable_ipv6 = true;
+      v6.subnet6 = "fd00:db8:1::/64";
+      std::string six = nm.create_network(v6);
+      NetworkCreate overlapping = named("six-again");
+      overlapping.enable_ipv6 = true;
+      overlapping.subnet6 = "fd00:db8:1:0:1::/80";
+      NET_CHECK(http_status_of([&] { nm.create_network(overlapping); }) == 403u);
+      NetworkCreate picked = named("auto6");
+      picked.enable_ipv6 = true;
+      nm.create_network(picked);
+      auto auto6 = nm.inspect("auto6");
+      NET_CHECK(auto6["EnableIPv6"] == true);
+      const std::string auto_subnet = auto6["IPAM"]["Config"][1]["Subnet"];
+      NET_CHECK(auto_subnet.starts_with("fd") && auto_subnet.ends_with("::/64"));
+      nm.create_network(named("plain"));
+
+      auto info = nm.inspect("six");
+      NET_CHECK(info["EnableIPv6"] == true);
+      NET_CHECK(info["IPAM"]["Config"].size() == 2u);
+      NET_CHECK(info["IPAM"]["Config"][1]["Subnet"] == "fd00:db8:1::/64");
+      NET_CHECK(info["IPAM"]["Config"][1]["Gateway"] == "fd00:db8:1::1");
+      NET_CHECK(nm.inspect("plain")["EnableIPv6"] == false);
+
+      sa = nm.create_sandbox(cid('a'));
+      sb = nm.create_sandbox(cid('b'));
+      sc = nm.create_sandbox(cid('c'));
+      Endpoint ea = nm.connect("six", cid('a'), "/alpha", sa, {});
+      EndpointRequest fixed;
+      fixed.ipv6 = "fd00:db8:1::50";
+      Endpoint eb = nm.connect(six, cid('b'), "/bravo", sb, fixed);
+      NET_CHECK(ea.ip == "172.18.0.2" && ea.ipv6 == "fd00:db8:1::2");
+      NET_CHECK(ea.ipv6_prefix_len == 64 && ea.ipv6_gateway == "fd00:db8:1::1");
+      NET_CHECK(eb.ipv6 == "fd00:db8:1::50");
+      NET_CHECK(ea.to_json()["GlobalIPv6Address"] == "fd00:db8:1::2");
+      NET_CHECK(http_status_of([&] { nm.connect("six", cid('c'), "/charlie", sc, fixed); }) == 403u);
+      NET_CHECK(http_status_of([&] { nm.connect("plain", cid('c'), "/charlie", sc, fixed); }) == 400u);
+      bool v6_route = false;
+      netlink::run_in_netns(sa, [&] {
+        netlink::Socket s;
+        v6_route = netlink::has_default_route(s, AF_INET6);
+      });
+      NET_CHECK(v6_route);
+
+      // Container to container over IPv6, with no wait for address detection.
+      auto on_b = listen6_in(sb.string(), 7000);
+      NET_CHECK(tcp6_peer(sa.string(), "fd00:db8:1::50", 7000, on_b.fd) == "fd00:db8:1::2");
+      NET_CHECK(nm.inspect("six", true)["Containers"][cid('b')]["IPv6Address"] == "fd00:db8:1::50/64");
+
+      // AAAA and A answers for the same name; v4-only names get an empty AAAA.
+      auto r = ask6(sa.string(), "172.18.0.1", "bravo");
+      NET_CHECK(r && r->rcode == dns::kNoError && r->aaaa.size() == 1u);
+      NET_CHECK(text6(r->aaaa[0]) == "fd00:db8:1::50");
+      r = ask(sa.string(), "172.18.0.1", "bravo.six");
+      NET_CHECK(r && r->a.size() == 1u && format_ipv4(r->a[0]) == "172.18.0.3");
+
+      // Outbound IPv6 is masqueraded like IPv4, and forwarding is on.
+      std::string nat6 = run_checked({"ip6tables", "-t", "nat", "-S", "BERTH-POSTROUTING"});
+      NET_CHECK(nat6.find("-s fd00:db8:1::/64 ! -o br-" + six.substr(0, 12) + " -j MASQUERADE") !=
+                std::string::npos);
+      NET_CHECK(read_file("/proc/sys/net/ipv6/conf/all/forwarding").starts_with("1"));
+
+      // A network-scoped link: "db" means bravo for charlie only. The
+      // bridge keeps its MAC as ports join (alpha's ARP entry stays good).
+      auto bridge_mac = [&] {
+        std::string line = run_checked({"ip", "-o", "link", "show", "br-" + six.substr(0, 12)});
+        return line.substr(line.find("link/ether "), 28);
+      };
+      const std::string mac_before = bridge_mac();
+      EndpointRequest linked;
+      linked.links = {normalize_link("bravo:db")};
+      Endpoint ec = nm.connect("six", cid('c'), "/charlie", sc, linked);
+      NET_CHECK(bridge_mac() == mac_before);
+      NET_CHECK((ec.links == std::vector<std::string>{"bravo:db"}));
+      NET_CHECK(ec.to_json()["Links"] == nlohmann::json::array({"bravo:db"}));
+      r = ask(sc.string(), "172.18.0.1", "db");
+      NET_CHECK(r && r->a.size() == 1u && format_ipv4(r->a[0]) == "172.18.0.3");
+      r = ask6(sc.string(), "172.18.0.1", "DB.six");
+      NET_CHECK(r && r->aaaa.size() == 1u && text6(r->aaaa[0]) == "fd00:db8:1::50");
+      int before = upstream.queries;
+      r = ask(sa.string(), "172.18.0.1", "db");
+      NET_CHECK(r);
+      NET_CHECK(r->rcode == dns::kNxDomain);
+      NET_CHECK(upstream.queries == before + 1);
+      EndpointRequest on_bridge;
+      on_bridge.links = {"bravo:db"};
+      NET_CHECK(http_status_of([&] { nm.connect("bridge", cid('c'), "/charlie", sc, on_bridge); }) ==
+                400u);
+    }
+    // Restarted: the v6 subnet, leases and links are kept.
+    NetworkManager nm(dir.path / "state", settings);
+    nm.init();
+    auto info = nm.inspect("six", true);
+    NET_CHECK(info["EnableIPv6"] == true);
+    NET_CHECK(info["Containers"][cid('a')]["IPv6Address"] == "fd00:db8:1::2/64");
+    auto r = ask(sc.string(), "172.18.0.1", "db");
+    NET_CHECK(r && r->a.size() == 1u && format_ipv4(r->a[0]) == "172.18.0.3");
+    for (char c : {'a', 'b', 'c'}) nm.destroy_sandbox(cid(c));
+    nm.remove_network("six");
+    std::string nat6 = run_checked({"ip6tables", "-t", "nat", "-S", "BERTH-POSTROUTING"});
+    NET_CHECK(nat6.find("fd00:db8:1::/64") == std::string::npos);
   });
 }
 

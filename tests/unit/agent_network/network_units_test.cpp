@@ -7,6 +7,9 @@
 #include "agent/network/dns.h"
 #include "agent/network/iptables.h"
 #include "agent/network/ipam.h"
+#include "agent/network/ipam6.h"
+#include "agent/network/network_manager.h"
+#include "agent/network/network_state.h"
 #include "agent/network/util.h"
 
 namespace berth::agent::network {
@@ -83,6 +86,112 @@ TEST(Ipam, ExhaustionIs503AndStateRoundTrips) {
   EXPECT_EQ(copy.leases(), ipam.leases());
 }
 
+TEST(Ipv6Net, ParsesPicksAndAllocates) {
+  auto n = Ipv6Net::parse("FD00:db8:1::7/64");
+  ASSERT_TRUE(n);
+  EXPECT_EQ(n->str(), "fd00:db8:1::/64");
+  EXPECT_TRUE(n->contains(*parse_ipv6("fd00:db8:1::ffff")));
+  EXPECT_FALSE(n->contains(*parse_ipv6("fd00:db8:2::1")));
+  EXPECT_FALSE(Ipv6Net::parse("fd00::/129"));
+  EXPECT_FALSE(Ipv6Net::parse("10.0.0.0/8"));
+  EXPECT_TRUE(Ipv6Net::parse("fd00::/16")->overlaps(*n));
+
+  // A /48 of fd00::/8 from the seed, the same each time; then its /64s in order.
+  Ipv6Net ula = ula_prefix("seed");
+  EXPECT_EQ(ula, ula_prefix("seed"));
+  EXPECT_NE(ula, ula_prefix("other"));
+  EXPECT_EQ(ula.prefix, 48);
+  EXPECT_EQ(format_ipv6(ula.addr).substr(0, 2), "fd");
+  Ipv6Net first = pick_subnet6(ula, {});
+  EXPECT_EQ(first, (Ipv6Net{ula.addr, 64}));
+  Ipv6Net second = pick_subnet6(ula, {first});
+  EXPECT_EQ(second.addr - first.addr, Ipv6Addr{1} << 64);
+
+  Ipam6 ipam(*n, *parse_ipv6("fd00:db8:1::1"));
+  EXPECT_EQ(format_ipv6(ipam.allocate("a")), "fd00:db8:1::2");
+  EXPECT_EQ(format_ipv6(ipam.allocate("b", "fd00:db8:1::50")), "fd00:db8:1::50");
+  EXPECT_EQ(format_ipv6(ipam.allocate("c")), "fd00:db8:1::3");
+  auto status = [&](auto fn) {
+    try {
+      fn();
+    } catch (const api::HttpError& e) {
+      return e.status();
+    }
+    return 0u;
+  };
+  EXPECT_EQ(status([&] { ipam.allocate("d", "fd00:db8:1::50"); }), 403u);
+  EXPECT_EQ(status([&] { ipam.allocate("d", "fd00:db8:1::1"); }), 403u);
+  EXPECT_EQ(status([&] { ipam.allocate("d", "fd00:db8:2::9"); }), 400u);
+  EXPECT_EQ(status([&] { ipam.allocate("d", "nonsense"); }), 400u);
+  Ipam6 back = Ipam6::from_json(ipam.to_json());
+  EXPECT_EQ(back.lease_of("b"), parse_ipv6("fd00:db8:1::50"));
+  back.release("a");
+  EXPECT_EQ(format_ipv6(back.allocate("e")), "fd00:db8:1::2");
+}
+
+TEST(EndpointRequest, ReadsEndpointSettingsAndNormalisesLinks) {
+  auto r = EndpointRequest::from_json(nlohmann::json::parse(R"({
+    "Aliases": ["web"], "Links": ["db", "/cache:/app/kv"], "MacAddress": "02:42:ac:11:00:09",
+    "IPAMConfig": {"IPv4Address": "172.18.0.9", "IPv6Address": "fd00::9"}})"));
+  EXPECT_EQ(r.aliases, std::vector<std::string>{"web"});
+  EXPECT_EQ(r.links, (std::vector<std::string>{"db:db", "cache:kv"}));
+  EXPECT_EQ(r.ipv4, "172.18.0.9");
+  EXPECT_EQ(r.ipv6, "fd00::9");
+  EXPECT_EQ(r.mac, "02:42:ac:11:00:09");
+  EXPECT_EQ(EndpointRequest::from_json(r.to_json()).links, r.links);
+  EXPECT_TRUE(EndpointRequest::from_json(nullptr).aliases.empty());
+  EXPECT_THROW(normalize_link(":x"), api::HttpError);
+  EXPECT_THROW(normalize_link("a/b:x"), api::HttpError);
+}
+
+TEST(NameTable, LinksResolveForTheirContainerOnly) {
+  Net n;
+  n.driver = "bridge";
+  n.names->network_name = "six";
+  n.ipv6 = true;
+  EndpointRec db;
+  db.container_id = std::string(64, 'b');
+  db.container_name = "bravo";
+  db.ip = ip("172.18.0.3");
+  db.ip6 = *parse_ipv6("fd00::3");
+  EndpointRec app;
+  app.container_id = std::string(64, 'a');
+  app.container_name = "alpha";
+  app.ip = ip("172.18.0.2");
+  app.links = {"bravo:db"};
+  n.endpoints[db.container_id] = db;
+  n.endpoints[app.container_id] = app;
+  n.refresh_names();
+  auto bravo = n.names->lookup("bravo.six");
+  ASSERT_TRUE(bravo);
+  EXPECT_EQ(bravo->v4, std::vector<std::uint32_t>{ip("172.18.0.3")});
+  ASSERT_EQ(bravo->v6.size(), 1u);
+  EXPECT_EQ(bravo->v6[0], ipv6_bytes(*parse_ipv6("fd00::3")));
+  auto linked = n.names->lookup("db", ip("172.18.0.2"));
+  ASSERT_TRUE(linked);
+  EXPECT_EQ(linked->v4, bravo->v4);
+  EXPECT_FALSE(n.names->lookup("db", ip("172.18.0.3")));
+  EXPECT_FALSE(n.names->lookup("db"));
+}
+
+TEST(Dns, AaaaAnswersCarryIpv6Addresses) {
+  dns::NameLookup both = [](const std::string& name, std::uint32_t) -> std::optional<dns::Addresses> {
+    if (name == "web") return dns::Addresses{{ip("172.18.0.2")}, {ipv6_bytes(*parse_ipv6("fd00::2"))}};
+    return std::nullopt;
+  };
+  auto aaaa = dns::answer(dns::build_query(3, "web", dns::kTypeAAAA), both);
+  ASSERT_EQ(aaaa.action, dns::Verdict::Action::Reply);
+  auto reply = dns::parse_reply(aaaa.reply);
+  ASSERT_TRUE(reply);
+  EXPECT_TRUE(reply->a.empty());
+  ASSERT_EQ(reply->aaaa.size(), 1u);
+  EXPECT_EQ(reply->aaaa[0], ipv6_bytes(*parse_ipv6("fd00::2")));
+  auto a = dns::parse_reply(dns::answer(dns::build_query(4, "web", dns::kTypeA), both).reply);
+  ASSERT_TRUE(a);
+  EXPECT_EQ(a->a, std::vector<std::uint32_t>{ip("172.18.0.2")});
+  EXPECT_TRUE(a->aaaa.empty());
+}
+
 TEST(Mac, DerivedFromAddressLikeDocker) {
   EXPECT_EQ(mac_for(ip("172.17.0.2")), "02:42:ac:11:00:02");
   EXPECT_EQ(mac_for(ip("192.168.16.255")), "02:42:c0:a8:10:ff");
@@ -128,8 +237,8 @@ TEST(Dns, ResolvConfNameservers) {
 }
 
 dns::NameLookup web_only() {
-  return [](const std::string& name) -> std::optional<std::vector<std::uint32_t>> {
-    if (name == "web") return std::vector<std::uint32_t>{ip("172.18.0.2")};
+  return [](const std::string& name, std::uint32_t) -> std::optional<dns::Addresses> {
+    if (name == "web") return dns::Addresses{{ip("172.18.0.2")}, {}};
     return std::nullopt;
   };
 }

@@ -365,7 +365,7 @@ TEST(OverlayNetns, ContainersOnTwoMachinesTalkAndResolveNames) {
 
     fs::path a1 = c.a.sandbox("a1"), b1 = c.b.sandbox("b1");
     Endpoint ea = c.a.connect("appnet", "a1");
-    Endpoint eb = c.b.connect("appnet", "b1", {{"db"}, "", ""});
+    Endpoint eb = c.b.connect("appnet", "b1", {{"db"}, "", "", "", {}});
     NET_CHECK(ea.ip == "10.10.0.2" && eb.ip == "10.10.0.3");
     NET_CHECK(ea.gateway == "10.10.0.1" && eb.gateway == "10.10.0.1");
     NET_CHECK(eb.mac == "02:42:0a:0a:00:03");

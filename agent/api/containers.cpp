@@ -213,6 +213,8 @@ void add_container_routes(Router& router, Engine& engine) {
   // --- exec ---
   router.add("POST", "/containers/{id}/exec", [&cm](const Request& r) {
     json body = parse_body(r, false);
+    canonical_keys(body, {"AttachStdin", "AttachStdout", "AttachStderr", "ConsoleSize", "DetachKeys",
+                          "Tty", "Env", "Cmd", "Privileged", "User", "WorkingDir"});
     return Response::json(201, {{"Id", cm.exec_create(r.params.at("id"), body)}});
   });
 

@@ -28,6 +28,26 @@ std::map<std::string, std::string> string_map_field(const json& body, const char
   return out;
 }
 
+void canonical_keys(nlohmann::json& object, std::initializer_list<const char*> names) {
+  if (!object.is_object()) return;
+  auto lower = [](std::string_view text) {
+    std::string out(text);
+    for (char& ch : out) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    return out;
+  };
+  for (const char* name : names) {
+    if (object.contains(name)) continue;
+    const std::string wanted = lower(name);
+    for (auto it = object.begin(); it != object.end(); ++it) {
+      if (lower(it.key()) != wanted) continue;
+      nlohmann::json value = std::move(it.value());
+      object.erase(it);
+      object[name] = std::move(value);
+      break;
+    }
+  }
+}
+
 std::string string_field(const json& body, const char* key) {
   auto it = body.find(key);
   if (it == body.end() || it->is_null()) return "";

@@ -4,6 +4,7 @@
 // boolean query values.
 #include <cstddef>
 #include <functional>
+#include <initializer_list>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -16,6 +17,10 @@ namespace berth::agent::api {
 
 // Throws HttpError(400, "invalid JSON body") unless the body is a JSON object.
 nlohmann::json parse_json_object(const Request& request);
+// Go's JSON decoding matches field names case-insensitively, and clients rely
+// on it (python3-docker sends exec's "detachKeys"): each key of `object`
+// that equals one of `names` but for case is renamed to it (an exact key wins).
+void canonical_keys(nlohmann::json& object, std::initializer_list<const char*> names);
 // body[key] as a string->string map ({} when absent); 400 "invalid KEY" otherwise.
 std::map<std::string, std::string> string_map_field(const nlohmann::json& body, const char* key);
 // body[key] as a string ("" when absent); 400 "invalid KEY" otherwise.

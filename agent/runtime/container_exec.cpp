@@ -63,7 +63,7 @@ void ContainerManager::exec_start(const std::string& exec_id, api::Connection* c
     e->running = true;
     m.emit_exec(*e, Impl::exec_action("exec_start", e->config));
   }
-  auto finish = [&](int code) {
+  auto finish = [&m, e](int code) {
     {
       std::lock_guard l(m.mu);
       e->running = false;
@@ -116,39 +116,39 @@ void ContainerManager::exec_start(const std::string& exec_id, api::Connection* c
     req.console_dir = m.opt.run_dir;
     req.detach_keys = e->config.value("DetachKeys", "");
     fs::create_directories(req.console_dir);
-    ExecProcess proc = spawn_exec(req);
+    auto proc = std::make_shared<ExecProcess>(spawn_exec(req));
     {
       std::lock_guard l(m.mu);
-      e->master = proc.master;
+      e->master = proc->master;
     }
-    if (size && proc.master && *proc.master)
-      resize_terminal(proc.master->get(), size->first, size->second);
+    if (size && proc->master && *proc->master)
+      resize_terminal(proc->master->get(), size->first, size->second);
     auto record_pid = [&] {
       auto pid_text = read_file(c->dir / ("exec-" + short_id(exec_id) + ".pid"));
       std::lock_guard l(m.mu);
       if (pid_text) e->pid = std::atoi(pid_text->c_str());
     };
-    if (conn) {
-      record_pid();
-      int code = run_exec_session(proc, req, *conn);
-      fs::remove(process_file);
-      finish(code);
-    } else {
-      auto shared = std::make_shared<ExecProcess>(std::move(proc));
-      m.spawn_worker([&m, e, shared, process_file, finish_code = [&m, e](int code) {
-                        {
-                          std::lock_guard l(m.mu);
-                          e->running = false;
-                          e->exit_code = code;
-                          m.emit_exec(*e, "exec_die", {{"exitCode", std::to_string(code)}});
-                        }
-                        m.cv.notify_all();
-                      }] {
-        int code = wait_exec(*shared);
+    // The process runs on without a client (detached, or the client used the
+    // detach keys): a worker waits for it, not the connection's thread.
+    auto wait_in_background = [&] {
+      m.spawn_worker([finish, proc, process_file] {
+        int code = wait_exec(*proc);
         std::error_code ec;
         fs::remove(process_file, ec);
-        finish_code(code);
+        finish(code);
       });
+    };
+    if (conn) {
+      record_pid();
+      std::optional<int> code = run_exec_session(*proc, req, *conn);
+      if (code) {
+        fs::remove(process_file);
+        finish(*code);
+      } else {
+        wait_in_background();
+      }
+    } else {
+      wait_in_background();
       record_pid();
     }
   } catch (const std::exception& ex) {

@@ -156,35 +156,51 @@ void relay_exec_io(ExecProcess& p, bool tty, int sock) {
   ::shutdown(sock, SHUT_WR);
 }
 
-int run_exec_session(ExecProcess& p, const ExecRequest& req, api::Connection& conn) {
+std::optional<int> run_exec_session(ExecProcess& p, const ExecRequest& req, api::Connection& conn) {
   if (p.exit_code) return *p.exit_code;
   int sp[2];
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) != 0)
     throw std::runtime_error(std::string("socketpair: ") + std::strerror(errno));
   UniqueFd ours(sp[0]), theirs(sp[1]);
-  std::thread relay([&] { relay_exec_io(p, req.tty, ours.get()); });
+  std::thread relay([&p, tty = req.tty, sock = ours.get()] { relay_exec_io(p, tty, sock); });
+  bool detached = false;
   if (req.tty && req.attach_stdin) {
-    // The detach keys end the session; the process runs on and is waited for below.
     api::DetachFilter detach(api::parse_detach_keys(req.detach_keys.empty() ? api::kDefaultDetachKeys
                                                                             : req.detach_keys));
-    conn.pump(theirs.get(), theirs.get(),
-              [&](std::string_view in, std::string& out) { return detach.feed(in, out); });
+    conn.pump(theirs.get(), theirs.get(), [&](std::string_view in, std::string& out) {
+      detached = !detach.feed(in, out);
+      return !detached;
+    });
   } else {
     conn.pump(theirs.get(), theirs.get());
   }
   ::shutdown(theirs.get(), SHUT_RDWR);
+  if (detached) {
+    p.relay = std::move(relay);
+    p.relay_sock = std::move(ours);
+    return std::nullopt;
+  }
   relay.join();
   return wait_exec(p);
 }
 
 int wait_exec(ExecProcess& p) {
-  if (p.exit_code) return *p.exit_code;
-  int status = 0;
-  while (::waitpid(p.pid, &status, 0) < 0) {
-    if (errno != EINTR) return 126;
+  if (!p.exit_code) {
+    int status = 0;
+    while (::waitpid(p.pid, &status, 0) < 0) {
+      if (errno != EINTR) {
+        status = -1;
+        break;
+      }
+    }
+    p.exit_code = status == -1 ? 126 : exit_code_of(status);
   }
-  p.exit_code = exit_code_of(status);
+  if (p.relay.joinable()) p.relay.join();  // the terminal is at EOF once the process is gone
   return *p.exit_code;
+}
+
+ExecProcess::~ExecProcess() {
+  if (relay.joinable()) relay.join();
 }
 
 void resize_terminal(int fd, int height, int width) {

@@ -8,6 +8,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "agent/runtime/fd.h"
@@ -32,16 +33,27 @@ struct ExecProcess {
   UniqueFd stdin_w, stdout_r, stderr_r;
   std::shared_ptr<UniqueFd> master;  // with a TTY
   std::optional<int> exit_code;      // when it ended before the session began
+  std::thread relay;                 // left draining output after a detach
+  UniqueFd relay_sock;
+  ExecProcess() = default;
+  ExecProcess(ExecProcess&&) = default;
+  ExecProcess& operator=(ExecProcess&&) = default;
+  ~ExecProcess();
 };
 
 // Throws std::runtime_error when the runtime cannot start.
 ExecProcess spawn_exec(const ExecRequest& req);
-// Relays between the process and conn until its output ends; returns the exit code.
-int run_exec_session(ExecProcess& proc, const ExecRequest& req, api::Connection& conn);
+// Relays between the process and conn until its output ends; returns the
+// exit code. nullopt when the client detached (the detach keys, TTY with
+// stdin): the process runs on, its output still drained, and wait_exec
+// (from another thread: this one serves the connection) gives its code.
+// `proc` must not move while it runs.
+std::optional<int> run_exec_session(ExecProcess& proc, const ExecRequest& req,
+                                    api::Connection& conn);
 // Relays between the process and `sock` (a socket) until its output ends,
 // then shuts down sock's write side. Used by run_exec_session.
 void relay_exec_io(ExecProcess& proc, bool tty, int sock);
-int wait_exec(ExecProcess& proc);
+int wait_exec(ExecProcess& proc);  // also ends a relay left by a detach
 void resize_terminal(int fd, int height, int width);
 
 }  // namespace berth::agent::runtime

@@ -1,4 +1,5 @@
 #include "agent/api/api.h"
+#include "agent/api/request_body.h"
 
 #include <gtest/gtest.h>
 
@@ -188,6 +189,26 @@ TEST(Api, WrongTypedBodyFieldsAre400) {
   EXPECT_EQ(body(wrong)["message"].get<std::string>().rfind("invalid JSON body: ", 0), 0u);
   // Without a body, the same failure is the server's own.
   EXPECT_EQ(post(api, "/v1.47/internal", "").status, 500u);
+}
+
+}  // namespace
+}  // namespace berth::agent::api
+
+namespace berth::agent::api {
+namespace {
+
+TEST(CanonicalKeys, RenamesFieldsAsGoMatchesThem) {
+  auto body = nlohmann::json::parse(R"({"detachKeys": "ctrl-x,x", "TTY": true, "cmd": ["a"], "Cmd": ["b"], "Other": 1})");
+  canonical_keys(body, {"DetachKeys", "Tty", "Cmd", "User"});
+  EXPECT_EQ(body["DetachKeys"], "ctrl-x,x");
+  EXPECT_EQ(body["Tty"], true);
+  EXPECT_EQ(body["Cmd"], nlohmann::json::array({"b"}));  // the exact key wins
+  EXPECT_FALSE(body.contains("detachKeys"));
+  EXPECT_FALSE(body.contains("User"));
+  EXPECT_EQ(body["Other"], 1);
+  nlohmann::json not_object = nlohmann::json::array();
+  canonical_keys(not_object, {"Tty"});
+  EXPECT_TRUE(not_object.empty());
 }
 
 }  // namespace

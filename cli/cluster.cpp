@@ -211,7 +211,9 @@ void leave_cluster(Context& ctx, MachineRecord& record) {
 void ensure_cluster_segment(Context& ctx, const MachineRecord& record) {
   if (record.cluster.empty() || !makes_local_vms(record.driver)) return;
   ClusterStore cs = cluster_store(ctx);
-  if (cs.exists(record.cluster)) ensure_vde_switch(cs.dir(record.cluster));
+  if (!cs.exists(record.cluster)) return;
+  auto lock = cs.lock(record.cluster);  // members started together start one switch
+  ensure_vde_switch(cs.dir(record.cluster));
 }
 
 }  // namespace berth::cli

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Sets up (packages, build with -Werror) and runs every test: unit, integration,
-# then the libFuzzer targets for a bounded time (BERTH_FUZZ_SECONDS each, default 20).
+# and the libFuzzer targets for a bounded time (BERTH_FUZZ_SECONDS each, default 20).
 # Usage: scripts/test.sh [ctest args...]
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -17,7 +17,8 @@ export PATH
 cd "$build"
 status=0
 ctest -L unit --output-on-failure -j2 "$@" || status=1
-# Suites holding berth_tcg (the ones that boot VMs) run one at a time; the rest beside them.
-ctest -L integration --output-on-failure -j2 "$@" || status=1
-ctest -L fuzz --output-on-failure -j2 "$@" || status=1
+# Suites holding berth_tcg (the ones that boot VMs) run one at a time; the rest, and
+# the fuzz targets, beside them. Each gtest suite also writes its cases' times as JSON.
+export GTEST_OUTPUT="json:$build/Testing/gtest/"
+ctest -L 'integration|fuzz' --output-on-failure -j2 "$@" || status=1
 exit $status

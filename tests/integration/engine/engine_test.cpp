@@ -168,7 +168,14 @@ TEST_F(Engine, StatsStreamsJsonOncePerSecond) {
   SpawnOptions options;
   options.env = vm().docker_env();
   Process stats = Process::start({"docker", "stats", "--format", "{{json .}}", "eng-stream"}, options);
-  std::this_thread::sleep_for(6s);
+  auto count = [&] {
+    std::string so_far = stats.stdout_so_far();
+    std::size_t n = 0;
+    for (std::size_t at = so_far.find("{\"BlockIO\""); at != std::string::npos; at = so_far.find("{\"BlockIO\"", at + 1))
+      ++n;
+    return n;
+  };
+  for (int i = 0; i < 100 && count() < 4; ++i) std::this_thread::sleep_for(100ms);  // the first is partial
   const std::string out = stats.stdout_so_far();
   stats.signal(SIGINT);
   stats.wait(10s);
@@ -455,7 +462,7 @@ TEST_F(Engine, ComposeWaitsForAHealthyService) {
              "services:\n"
              "  db:\n"
              "    image: busybox:latest\n"
-             "    command: sh -c \"sleep 6; touch /tmp/ready; exec sleep 1000\"\n"
+             "    command: sh -c \"sleep 3; touch /tmp/ready; exec sleep 1000\"\n"
              "    healthcheck:\n"
              "      test: [\"CMD\", \"test\", \"-f\", \"/tmp/ready\"]\n"
              "      interval: 1s\n"
@@ -502,7 +509,7 @@ TEST_F(Engine, ComposeWaitsForAHealthyService) {
   EXPECT_EQ(health("itengine_db_1"), "healthy");
   const double db_started = unix_time(inspect("{{.State.StartedAt}}", "itengine_db_1"));
   const double app_started = unix_time(inspect("{{.State.StartedAt}}", "itengine_app_1"));
-  EXPECT_GE(app_started - db_started, 5.0) << "app started before db was healthy";
+  EXPECT_GE(app_started - db_started, 2.5) << "app started before db was healthy";
   // An unhealthy dependency stops `up`, in compose's words.
   auto failing = compose("itengfail", "failing.yml", {"up", "-d"});
   EXPECT_FALSE(failing.ok()) << failing.describe();

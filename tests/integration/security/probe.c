@@ -6,6 +6,8 @@
 //                           UDP datagram for 127.0.0.1:PORT (CVE-2020-8558)
 //   udp-listen ADDR PORT    prints every datagram received (busybox nc has no -u)
 //   udp-send ADDR PORT TEXT
+//   hold-tcp ADDR PORT N SECONDS  opens N connections at once that never send a
+//                           byte, prints how many connected, holds them SECONDS
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
@@ -15,6 +17,7 @@
 #include <net/if.h>
 #include <netinet/ip.h>
 #include <netinet/udp.h>
+#include <poll.h>
 #include <sched.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -159,6 +162,45 @@ static int udp_send(const char* addr, int port, const char* text) {
   return report(sendto(s, text, strlen(text), 0, (struct sockaddr*)&a, sizeof a) < 0 ? -1 : 0);
 }
 
+static int hold_tcp(const char* addr, int port, int n, int seconds) {
+  struct sockaddr_in a;
+  memset(&a, 0, sizeof a);
+  a.sin_family = AF_INET;
+  a.sin_port = htons((uint16_t)port);
+  if (inet_pton(AF_INET, addr, &a.sin_addr) != 1 || n <= 0 || n > 4096) return 2;
+  struct pollfd* fds = calloc((size_t)n, sizeof *fds);
+  if (!fds) return 1;
+  for (int i = 0; i < n; ++i) {
+    fds[i].fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    fds[i].events = POLLOUT;
+    if (fds[i].fd >= 0 && connect(fds[i].fd, (struct sockaddr*)&a, sizeof a) != 0 && errno != EINPROGRESS) {
+      close(fds[i].fd);
+      fds[i].fd = -1;
+    }
+  }
+  int connected = 0, pending = n;
+  for (int round = 0; round < 100 && pending > 0; ++round) {  // 10 s at most
+    if (poll(fds, (nfds_t)n, 100) < 0 && errno != EINTR) break;
+    pending = 0;
+    for (int i = 0; i < n; ++i) {
+      if (fds[i].fd < 0 || !fds[i].events) continue;
+      if (!fds[i].revents) {
+        ++pending;
+        continue;
+      }
+      int err = 0;
+      socklen_t len = sizeof err;
+      getsockopt(fds[i].fd, SOL_SOCKET, SO_ERROR, &err, &len);
+      fds[i].events = 0;  // decided
+      if (err == 0) ++connected;
+    }
+  }
+  printf("%d connected\n", connected);
+  fflush(stdout);
+  sleep((unsigned)seconds);
+  return 0;
+}
+
 int main(int argc, char** argv) {
   if (argc < 2) return 2;
   const char* what = argv[1];
@@ -174,5 +216,6 @@ int main(int argc, char** argv) {
   if (!strcmp(what, "udp-to-localhost") && argc > 2) return udp_to_localhost(atoi(argv[2]));
   if (!strcmp(what, "udp-listen") && argc > 3) return udp_listen(argv[2], atoi(argv[3]));
   if (!strcmp(what, "udp-send") && argc > 4) return udp_send(argv[2], atoi(argv[3]), argv[4]);
+  if (!strcmp(what, "hold-tcp") && argc > 5) return hold_tcp(argv[2], atoi(argv[3]), atoi(argv[4]), atoi(argv[5]));
   return 2;
 }

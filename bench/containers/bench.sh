@@ -205,8 +205,7 @@ echo "docker stats --no-stream with 20 running containers (20 streams at once): 
 # The agent's CPU ticks (utime+stime), and with its reaped children (the probes' crun exec).
 agent_ticks() { vm 'awk "{print \$14 + \$15, \$14 + \$15 + \$16 + \$17}" /proc/$(cat /run/berth-agent.pid)/stat'; }
 agent_cpu_over() {  # SECONDS: "self children+self" CPU seconds of the agent over that time
-  local a b hz
-  hz=$(vm 'getconf CLK_TCK')
+  local a b hz=100  # /proc counts in USER_HZ, 100 on Linux (berth-os has no getconf)
   a=$(agent_ticks); sleep "$1"; b=$(agent_ticks)
   echo "$a $b" | awk -v hz="$hz" '{printf "%.2f %.2f", ($3 - $1) / hz, ($4 - $2) / hz}'
 }

@@ -207,7 +207,7 @@ agent_ticks() { vm 'awk "{print \$14 + \$15, \$14 + \$15 + \$16 + \$17}" /proc/$
 agent_cpu_over() {  # SECONDS: "self children+self" CPU seconds of the agent over that time
   local a b hz=100  # /proc counts in USER_HZ, 100 on Linux (berth-os has no getconf)
   a=$(agent_ticks); sleep "$1"; b=$(agent_ticks)
-  echo "$a $b" | awk -v hz="$hz" '{printf "%.2f %.2f", ($3 - $1) / hz, ($4 - $2) / hz}'
+  echo "$a $b" | awk -v hz="$hz" '{printf "%.2f %.2f\n", ($3 - $1) / hz, ($4 - $2) / hz}'
 }
 read -r idle_self idle_all < <(agent_cpu_over 60)
 docker rm -f $(docker ps -aq) >/dev/null 2>&1 || true

@@ -165,6 +165,8 @@ struct Container {
   bool restart_pending = false;
 
   json& berth() { return doc["Berth"]; }
+  // A name reserved by a create still in progress: Id, Name and State only.
+  bool reserved() const { return !doc.contains("Config"); }
   std::string name() const { return doc.value("Name", ""); }
   std::string status() const { return doc["State"].value("Status", "created"); }
   bool running() const {

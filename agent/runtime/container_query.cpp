@@ -79,7 +79,8 @@ json ContainerManager::list(const ListOptions& o) const {
   std::vector<json> docs;
   {
     std::lock_guard l(m.mu);
-    for (const auto& [id, c] : m.containers) docs.push_back(c->doc);
+    for (const auto& [id, c] : m.containers)
+      if (!c->reserved()) docs.push_back(c->doc);
   }
   // Newest first. Created is RFC 3339 with trailing zeros trimmed, so compare times, not text.
   auto created_nanos = [](const json& d) {
@@ -232,6 +233,7 @@ json ContainerManager::prune(const json& filters) {
   {
     std::lock_guard l(m.mu);
     for (const auto& [id, c] : m.containers) {
+      if (c->reserved()) continue;
       std::string s = c->status();
       if (s != "exited" && s != "created" && s != "dead") continue;
       if (until) {

@@ -10,6 +10,7 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -540,6 +541,45 @@ TEST_F(ManagerTest, RenameAndListFilters) {
   json pruned = cm_->prune(json::object());
   EXPECT_EQ(pruned["ContainersDeleted"].size(), 2u);
   EXPECT_EQ(cm_->list({.all = true}).size(), 0u);
+}
+
+// docker-compose lists by label while it creates other containers: a name
+// reserved by a create in progress is neither listed nor pruned (before, the
+// label filter read the half-made record's missing Config, and prune removed it).
+TEST_F(ManagerTest, ListAndPruneLeaveACreateInProgressAlone) {
+  constexpr int kCreates = 40;
+  std::atomic<bool> done{false};
+  std::atomic<int> list_errors{0}, prune_errors{0}, deleted{0};
+  std::thread reader([&] {
+    while (!done) {
+      try {
+        cm_->list({.all = true, .filters = {{"label", {"team=a"}}, {"status", {"created"}}}});
+      } catch (const std::exception&) {
+        ++list_errors;
+      }
+      try {
+        deleted += static_cast<int>(cm_->prune({{"label", {"keep=no"}}})["ContainersDeleted"].size());
+      } catch (const std::exception&) {
+        ++prune_errors;
+      }
+    }
+  });
+  int created = 0;
+  for (int i = 0; i < kCreates; ++i) {
+    try {
+      create({{"Cmd", {"true"}}, {"Labels", {{"team", "a"}}}}, "c" + std::to_string(i));
+      ++created;
+    } catch (const std::exception& e) {
+      ADD_FAILURE() << "create c" << i << ": " << e.what();
+    }
+  }
+  done = true;
+  reader.join();
+  EXPECT_EQ(list_errors, 0);
+  EXPECT_EQ(prune_errors, 0);
+  EXPECT_EQ(deleted, 0);
+  EXPECT_EQ(created, kCreates);
+  EXPECT_EQ(cm_->list({.all = true, .filters = {{"label", {"team=a"}}}}).size(), std::size_t{kCreates});
 }
 
 TEST_F(ManagerTest, BeforeSinceAndPortFilters) {

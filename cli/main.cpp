@@ -5,6 +5,7 @@
 #include <csignal>
 #include <exception>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "cli/commands/commands.h"
@@ -12,6 +13,47 @@
 #include "cli/usage.h"
 #include "core/error.h"
 #include "core/log.h"
+
+namespace {
+
+struct Command {
+  const char* name;
+  const char* alias;
+  void (*setup)(CLI::App&, berth::cli::Context&);
+};
+
+// In the order `berth --help` lists them.
+constexpr Command kCommands[] = {
+    {"create", "", berth::cli::setup_create},
+    {"ls", "list", berth::cli::setup_ls},
+    {"active", "", berth::cli::setup_active},
+    {"env", "", berth::cli::setup_env},
+    {"use", "", berth::cli::setup_use},
+    {"config", "", berth::cli::setup_config},
+    {"inspect", "", berth::cli::setup_inspect},
+    {"ip", "", berth::cli::setup_ip},
+    {"url", "", berth::cli::setup_url},
+    {"status", "", berth::cli::setup_status},
+    {"ssh", "", berth::cli::setup_ssh},
+    {"scp", "", berth::cli::setup_scp},
+    {"start", "", berth::cli::setup_start},
+    {"stop", "", berth::cli::setup_stop},
+    {"restart", "", berth::cli::setup_restart},
+    {"kill", "", berth::cli::setup_kill},
+    {"provision", "", berth::cli::setup_provision},
+    {"regenerate-certs", "", berth::cli::setup_regenerate_certs},
+    {"upgrade", "", berth::cli::setup_upgrade},
+    {"rm", "remove", berth::cli::setup_rm},
+    {"version", "", berth::cli::setup_version},
+    {"logs", "", berth::cli::setup_logs},
+    {"completion", "", berth::cli::setup_completion},
+    {"mount", "", berth::cli::setup_mount},
+    {"import-docker-machine", "", berth::cli::setup_import_docker_machine},
+    {"forward", "", berth::cli::setup_forward},
+    {"cluster", "", berth::cli::setup_cluster},
+};
+
+}  // namespace
 
 int main(int argc, char** argv) {
   using namespace berth::cli;
@@ -28,36 +70,21 @@ int main(int argc, char** argv) {
   setup_dropped_global_flags(app);
   app.footer("Exit codes: 0 ok, 1 error, 2 usage error, 3 pre-create check failed, 4 machine not found, 130 interrupted.");
 
-  setup_create(app, ctx);
-  setup_ls(app, ctx);
-  setup_active(app, ctx);
-  setup_env(app, ctx);
-  setup_use(app, ctx);
-  setup_config(app, ctx);
-  setup_inspect(app, ctx);
-  setup_ip(app, ctx);
-  setup_url(app, ctx);
-  setup_status(app, ctx);
-  setup_ssh(app, ctx);
-  setup_scp(app, ctx);
-  setup_start(app, ctx);
-  setup_stop(app, ctx);
-  setup_restart(app, ctx);
-  setup_kill(app, ctx);
-  setup_provision(app, ctx);
-  setup_regenerate_certs(app, ctx);
-  setup_upgrade(app, ctx);
-  setup_rm(app, ctx);
-  setup_version(app, ctx);
-  setup_logs(app, ctx);
-  setup_completion(app, ctx);
-  setup_mount(app, ctx);
-  setup_import_docker_machine(app, ctx);
-  setup_forward(app, ctx);
-  setup_cluster(app, ctx);
+  // Only the command named on the line is set up (create alone declares every
+  // driver's flags); help, completion (which lists them), a typo or no command
+  // get them all.
+  std::vector<std::string> args(argv + 1, argv + argc);
+  const std::string word = command_word(app, args);
+  const auto named = std::find_if(std::begin(kCommands), std::end(kCommands), [&](const Command& c) {
+    return !word.empty() && (word == c.name || word == c.alias);
+  });
+  if (named != std::end(kCommands) && std::string_view(named->name) != "completion") {
+    named->setup(app, ctx);
+  } else {
+    for (const Command& c : kCommands) c.setup(app, ctx);
+  }
 
   app.parse_complete_callback([&] { berth::log::set_debug(ctx.debug); });
-  std::vector<std::string> args(argv + 1, argv + argc);
   try {
     args = resolve_command_word(app, std::move(args));
     std::reverse(args.begin(), args.end());  // CLI11 takes them last first

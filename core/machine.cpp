@@ -1,7 +1,7 @@
 #include "core/machine.h"
 
 #include <ctime>
-#include <regex>
+#include <algorithm>
 
 #include "core/error.h"
 
@@ -129,12 +129,15 @@ void migrate_machine_json(json& j) {
 }
 
 std::string machine_name_problem(const std::string& name) {
-  static const std::regex re("^[a-zA-Z0-9][a-zA-Z0-9.-]*$");
   if (name.empty()) return "a machine name can't be empty";
   if (name.size() > kMaxMachineNameLength)
     return "a machine name can have at most " + std::to_string(kMaxMachineNameLength) + " characters, this one has " +
            std::to_string(name.size());
-  if (!std::regex_match(name, re)) return "use letters, digits, '.' and '-', starting with a letter or digit";
+  auto alnum = [](char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'); };
+  // [a-zA-Z0-9][a-zA-Z0-9.-]*, without std::regex (compiling one costs every command ~0.3 ms).
+  const bool ok = alnum(name[0]) && std::all_of(name.begin() + 1, name.end(),
+                                                 [&](char c) { return alnum(c) || c == '.' || c == '-'; });
+  if (!ok) return "use letters, digits, '.' and '-', starting with a letter or digit";
   return "";
 }
 

@@ -1,6 +1,6 @@
 #include "drivers/none/none.h"
 
-#include <regex>
+#include <string_view>
 
 #include "core/error.h"
 #include "core/net.h"
@@ -13,16 +13,31 @@ struct ParsedUrl {
   int port = 0;
 };
 
+// tcp://HOST:PORT, HOST a name, an IPv4 address or [an IPv6 address].
 ParsedUrl parse_tcp_url(const std::string& url) {
-  static const std::regex re(R"(^tcp://(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):([0-9]{1,5})$)");
-  std::smatch m;
-  if (!std::regex_match(url, m, re))
-    throw UserError("'" + url + "' is not of the form tcp://HOST:PORT");
-  std::string host = m[1];
-  if (host.front() == '[') host = host.substr(1, host.size() - 2);
-  int port = std::stoi(m[2]);
+  const auto bad = [&] { return UserError("'" + url + "' is not of the form tcp://HOST:PORT"); };
+  constexpr std::string_view kScheme = "tcp://";
+  if (url.rfind(kScheme, 0) != 0) throw bad();
+  const std::string_view rest = std::string_view(url).substr(kScheme.size());
+  const auto colon = rest.rfind(':');
+  if (colon == std::string_view::npos || colon == 0) throw bad();
+  std::string_view host = rest.substr(0, colon);
+  const std::string_view port_text = rest.substr(colon + 1);
+  auto in = [](std::string_view set, char c) { return set.find(c) != std::string_view::npos; };
+  const bool bracketed = host.front() == '[';
+  if (bracketed) {
+    if (host.size() < 3 || host.back() != ']') throw bad();
+    host = host.substr(1, host.size() - 2);
+  }
+  const std::string_view allowed = bracketed ? "0123456789abcdefABCDEF:." : "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.-";
+  for (char c : host)
+    if (!in(allowed, c)) throw bad();
+  if (port_text.empty() || port_text.size() > 5) throw bad();
+  for (char c : port_text)
+    if (c < '0' || c > '9') throw bad();
+  const int port = std::stoi(std::string(port_text));
   if (port < 1 || port > 65535) throw UserError("'" + url + "' has an invalid port");
-  return {host, port};
+  return {std::string(host), port};
 }
 
 class NoneDriver final : public Driver {

@@ -9,6 +9,9 @@
 #include "core/error.h"
 
 namespace berth::cloud::xml {
+
+void free_string(xmlChar* s);  // xml_lazy.cpp
+
 namespace {
 
 const char* href(const xmlNode* n) {
@@ -40,7 +43,7 @@ std::string Node::text() const {
   xmlChar* s = xmlNodeGetContent(n_);
   if (!s) return "";
   std::string out(reinterpret_cast<const char*>(s));
-  xmlFree(s);
+  free_string(s);
   return out;
 }
 

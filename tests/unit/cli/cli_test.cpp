@@ -130,6 +130,36 @@ TEST_F(BerthCli, NoneDriverRecordsUrlAndWorksWithEnvAndLs) {
   EXPECT_NE(r.out.find("can't stop"), std::string::npos) << r.out;
 }
 
+TEST_F(BerthCli, NoneDriverUrlsAreTcpHostPort) {
+  add_none_machine("v6", "tcp://[::1]:2376");
+  EXPECT_EQ(berth("url v6").out, "tcp://[::1]:2376\n");
+  add_none_machine("named", "tcp://docker-host.example:1");
+  EXPECT_EQ(berth("ip named").out, "docker-host.example\n");
+  for (const char* bad : {"tcp://host", "tcp://:1", "http://h:1", "tcp://[::1:1", "tcp://h_x:1", "tcp://h:12a",
+                          "tcp://[]:1", "tcp://h:123456"}) {
+    auto r = berth(std::string("create -d none --url '") + bad + "' bad");
+    EXPECT_NE(r.code, 0) << bad;
+    EXPECT_NE(r.out.find("is not of the form tcp://HOST:PORT"), std::string::npos) << bad << ": " << r.out;
+  }
+  for (const char* bad : {"tcp://h:0", "tcp://h:70000"}) {
+    auto r = berth(std::string("create -d none --url '") + bad + "' bad");
+    EXPECT_NE(r.out.find("has an invalid port"), std::string::npos) << bad << ": " << r.out;
+  }
+  EXPECT_FALSE(fs::exists(store() / "machines" / "bad"));
+}
+
+// env, url, inspect, active, config and ls -q are run by shell prompts: the
+// loader opens none of the driver libraries for them (libvirt alone brings 55).
+TEST_F(BerthCli, TheFastCommandsLoadNoDriverLibraries) {
+  add_none_machine("ext", "tcp://127.0.0.1:1");
+  for (const char* cmd : {"env ext", "url ext", "inspect ext", "active", "config ext", "ls -q"}) {
+    auto r = berth(cmd, "LD_DEBUG=libs");
+    EXPECT_NE(r.out.find("calling init: "), std::string::npos) << cmd << ": LD_DEBUG gave nothing";
+    for (const char* lib : {"libvirt", "libcurl", "libxml2", "libgnutls", "libicu"})
+      EXPECT_EQ(r.out.find(lib), std::string::npos) << cmd << " loaded " << lib;
+  }
+}
+
 TEST_F(BerthCli, CorruptRecordIsListedWithItsErrorAndRemovable) {
   add_none_machine("good", "tcp://127.0.0.1:1");
   add_none_machine("bad", "tcp://127.0.0.1:2");

@@ -56,9 +56,12 @@ set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT)  # berth_VERSION_amd64.deb
 set(CPACK_DEBIAN_COMPRESSION_TYPE xz)
 set(CPACK_DEBIAN_PACKAGE_SECTION admin)
 set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
-set(CPACK_DEBIAN_PACKAGE_DEPENDS "openssh-client")
-# The libvirt driver's host side; users of the other drivers do without.
-set(CPACK_DEBIAN_PACKAGE_RECOMMENDS "libvirt-daemon-system, qemu-system-x86, qemu-utils")
+# dpkg-shlibdeps sees only what berth links. libcurl, libvirt and libxml2 are
+# opened on first use (core/lazy_library.h): libcurl by every command that talks
+# to an agent or a cloud, libvirt and libxml2 by their drivers only.
+set(CPACK_DEBIAN_PACKAGE_DEPENDS "openssh-client, libcurl4")
+# The libvirt driver's host side (and libxml2 for amazonec2); users of the other drivers do without.
+set(CPACK_DEBIAN_PACKAGE_RECOMMENDS "libvirt0, libvirt-daemon-system, qemu-system-x86, qemu-utils, libxml2")
 # Clusters: etcd, and vde_switch for the private segment of libvirt members.
 set(CPACK_DEBIAN_PACKAGE_SUGGESTS "etcd-server, vde2")
 include(CPack)

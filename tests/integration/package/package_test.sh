@@ -30,8 +30,9 @@ fields=$(dpkg-deb -f "$deb" Package Version Architecture Depends Recommends Sugg
 echo "$fields"
 grep -q '^Depends:.*libc6' <<<"$fields" || fail "Depends has no shared libraries (shlibdeps)"
 grep -q '^Depends:.*openssh-client' <<<"$fields" || fail "Depends lacks openssh-client"
-grep -q '^Depends:.*libvirt0' <<<"$fields" || fail "Depends lacks libvirt0 (berth links libvirt)"
-grep -q '^Recommends: libvirt-daemon-system, qemu-system-x86, qemu-utils$' <<<"$fields" || fail "wrong Recommends"
+grep -q '^Depends:.*libcurl4' <<<"$fields" || fail "Depends lacks libcurl4 (opened by every command that talks to an agent)"
+grep -q '^Depends:.*libvirt' <<<"$fields" && fail "Depends has libvirt: berth opens it only for the libvirt driver"
+grep -q '^Recommends: libvirt0, libvirt-daemon-system, qemu-system-x86, qemu-utils, libxml2$' <<<"$fields" || fail "wrong Recommends"
 grep -q '^Suggests: etcd-server, vde2$' <<<"$fields" || fail "wrong Suggests"
 files=$(dpkg-deb -c "$deb" | awk '{print $6}')
 for f in ./usr/bin/berth ./usr/lib/berth/berth-agent ./usr/share/berth/os/vmlinuz ./usr/share/berth/os/initrd \

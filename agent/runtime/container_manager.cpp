@@ -132,6 +132,26 @@ void ContainerManager::Impl::on_shim_exit(const std::string& id) {
 
 namespace {
 
+// "412 ms (rootfs 3, network 120, ...)": where a start spent its time, for the log.
+class StepTimer {
+ public:
+  void mark(const char* step) {
+    const auto now = std::chrono::steady_clock::now();
+    parts_ += std::string(parts_.empty() ? "" : ", ") + step + " " + std::to_string(ms(now - last_));
+    last_ = now;
+  }
+  std::string summary() const {
+    return std::to_string(ms(std::chrono::steady_clock::now() - first_)) + " ms (" + parts_ + ")";
+  }
+
+ private:
+  static long long ms(std::chrono::steady_clock::duration d) {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(d).count();
+  }
+  std::chrono::steady_clock::time_point first_ = std::chrono::steady_clock::now(), last_ = first_;
+  std::string parts_;
+};
+
 // Forks "agent shim DIR" twice (setsid) so it is nobody's child here; fd 3 is `sync`.
 void spawn_shim(const std::string& agent, const fs::path& dir, int sync) {
   std::string arg0 = agent, arg1 = "shim", arg2 = dir.string();
@@ -195,12 +215,15 @@ bool ContainerManager::Impl::start_locked(const ContainerPtr& c, bool by_policy)
   const json& hc = doc["HostConfig"];
   UniqueFd agent_end;
   bool handed_over = false;
+  StepTimer steps;
   try {
     prepare_rootfs(*c, doc);
+    steps.mark("rootfs");
     ResolvedUser user = resolve_user_in(c->rootfs(), config.value("User", ""));
     std::vector<OciMount> mounts;
     std::string hostname;
     std::optional<std::string> netns = setup_network(*c, doc, mounts, hostname);
+    steps.mark("network");
     {
       std::lock_guard l(mu);
       c->doc["NetworkSettings"] = doc["NetworkSettings"];
@@ -230,6 +253,7 @@ bool ContainerManager::Impl::start_locked(const ContainerPtr& c, bool by_policy)
     }
     fs::create_directories(c->dir / "bundle");
     write_file_atomic(c->dir / "bundle" / "config.json", spec.dump(2));
+    steps.mark("spec");
 
     ShimConfig sc;
     sc.id = c->id;
@@ -261,6 +285,7 @@ bool ContainerManager::Impl::start_locked(const ContainerPtr& c, bool by_policy)
     int container_pid = 0, shim_pid = 0;
     if (std::sscanf(created->c_str(), "created %d %d", &container_pid, &shim_pid) != 2)
       throw std::runtime_error("unexpected supervisor reply: " + *created);
+    steps.mark(container_pid == 0 ? "supervisor" : "runtime create");
     UniqueFd pidfd = pidfd_open(shim_pid);
     {
       // Attach requests that came before start connect now, so no output is lost.
@@ -274,8 +299,11 @@ bool ContainerManager::Impl::start_locked(const ContainerPtr& c, bool by_policy)
     if (!write_all(agent_end.get(), "start\n"))
       throw std::runtime_error("the container supervisor went away");
     auto started = read_line(agent_end.get(), 65536);
+    steps.mark(container_pid == 0 ? "runtime run" : "runtime start");
     handed_over = true;  // from here on the shim cleans up after itself
-    if (!started || *started != "started") {
+    // "started", or "started PID" when the shim made the container only now.
+    if (started && starts_with(*started, "started ")) std::sscanf(started->c_str(), "started %d", &container_pid);
+    if (!started || !starts_with(*started, "started") || container_pid <= 0) {
       std::string msg = started && starts_with(*started, "error ") ? started->substr(6)
                                                                    : "the container did not start";
       // The shim exits on its own; wait for it so the runtime state is gone.
@@ -312,7 +340,8 @@ bool ContainerManager::Impl::start_locked(const ContainerPtr& c, bool by_policy)
       }
     }
     cv.notify_all();
-    log().info("started container " + short_id(c->id));
+    steps.mark("record");
+    log().info("started container " + short_id(c->id) + " in " + steps.summary());
     return true;
   } catch (const std::exception& e) {
     (void)handed_over;

@@ -162,8 +162,13 @@ class Shim {
   void reply(const std::string& line) {
     if (sync_) write_all(sync_.get(), line + "\n");
   }
+  // TTY containers: `crun create` now (the pty master comes back during it),
+  // `crun start` on the agent's word. The others: pipes now, and one
+  // `crun run --detach` on the agent's word (one runtime process fewer).
   void create();
   void start();
+  void prepare_pipes();
+  void run_detached();
   void loop();
   void finish();
   void on_output(StreamType type, std::string_view data);
@@ -183,6 +188,8 @@ class Shim {
   bool exited_ = false;
   int exit_status_ = 0;
   bool started_ = false;
+  bool deferred_ = false;  // created by run_detached() at start
+  UniqueFd child_in_, child_out_, child_err_;  // the pipes' container ends, until run_detached()
   bool sync_closed_ = false;
   std::chrono::steady_clock::time_point exited_at_;
 };
@@ -252,6 +259,45 @@ void Shim::create() {
     if (*fd) ::fcntl(fd->get(), F_SETFL, ::fcntl(fd->get(), F_GETFL) | O_NONBLOCK);
   // stdin writes stay blocking: a slow reader inside must not lose input.
   if (stdin_w_) ::fcntl(stdin_w_.get(), F_SETFL, ::fcntl(stdin_w_.get(), F_GETFL) & ~O_NONBLOCK);
+}
+
+void Shim::prepare_pipes() {
+  auto [out_r, out_w] = make_pipe();
+  auto [err_r, err_w] = make_pipe();
+  stdout_r_ = std::move(out_r);
+  stderr_r_ = std::move(err_r);
+  child_out_ = std::move(out_w);
+  child_err_ = std::move(err_w);
+  if (c_.open_stdin) {
+    auto [in_r, in_w] = make_pipe();
+    child_in_ = std::move(in_r);
+    stdin_w_ = std::move(in_w);
+  }
+  deferred_ = true;
+}
+
+void Shim::run_detached() {
+  std::vector<std::string> args = {"--log=file:" + c_.runtime_log().string(), "run", "--detach",
+                                   "--bundle", c_.bundle.string(), "--pid-file",
+                                   c_.container_pid_file().string(), c_.id};
+  std::filesystem::remove(c_.container_pid_file());
+  std::filesystem::remove(c_.runtime_log());
+  UniqueFd devnull(::open("/dev/null", O_RDWR | O_CLOEXEC));
+  pid_t crun = spawn_process(runtime_argv(c_.runtime, c_.runtime_root, args),
+                             child_in_ ? child_in_.get() : devnull.get(), child_out_.get(), child_err_.get());
+  // Only the container holds the write ends now: its exit is our EOF.
+  child_in_.reset();
+  child_out_.reset();
+  child_err_.reset();
+  int code = wait_exit_code(crun);
+  if (code != 0)
+    throw std::runtime_error(runtime_error_text(c_.runtime_log(), "runtime run failed (exit " + std::to_string(code) + ")"));
+  auto pid_text = read_file(c_.container_pid_file());
+  if (!pid_text) throw std::runtime_error("the runtime wrote no pid file");
+  container_pid_ = std::stoi(trim(*pid_text));
+  for (UniqueFd* fd : {&stdout_r_, &stderr_r_})
+    if (*fd) ::fcntl(fd->get(), F_SETFL, ::fcntl(fd->get(), F_GETFL) | O_NONBLOCK);
+  started_ = true;
 }
 
 void Shim::start() {
@@ -389,7 +435,20 @@ void Shim::loop() {
         }
         case Sync: {
           auto line = read_line(sync_.get(), 256);
-          if (line && *line == "start" && !started_) {
+          if (line && *line == "start" && !started_ && deferred_) {
+            try {
+              run_detached();
+              reply("started " + std::to_string(container_pid_));
+              log_.line("started container pid " + std::to_string(container_pid_));
+            } catch (const std::exception& e) {
+              log_.line(std::string("start failed: ") + e.what());
+              reply(std::string("error ") + e.what());
+              // No container: end as one that exited at once (finish() deletes what is left).
+              exited_ = true;
+              exit_status_ = 128;
+              exited_at_ = std::chrono::steady_clock::now();
+            }
+          } else if (line && *line == "start" && !started_) {
             try {
               start();
               reply("started");
@@ -400,7 +459,15 @@ void Shim::loop() {
             }
           } else if (!line) {
             sync_closed_ = true;
-            if (!started_) {
+            if (!started_ && deferred_) {
+              log_.line("agent went away before start; no container was made");
+              child_in_.reset();
+              child_out_.reset();
+              child_err_.reset();
+              exited_ = true;
+              exit_status_ = 128;
+              exited_at_ = std::chrono::steady_clock::now();
+            } else if (!started_) {
               log_.line("agent went away before start; killing the container");
               run_process(runtime_argv(c_.runtime, c_.runtime_root, {"kill", c_.id, "KILL"}));
             }
@@ -507,7 +574,11 @@ int Shim::run() {
     } catch (const std::exception& e) {
       log_.line(std::string("no container log: ") + e.what());
     }
-    create();
+    if (c_.tty) {
+      create();
+    } else {
+      prepare_pipes();
+    }
     listen_ = listen_unix(c_.socket_path());
   } catch (const std::exception& e) {
     log_.line(std::string("create failed: ") + e.what());
@@ -516,8 +587,9 @@ int Shim::run() {
     run_process(runtime_argv(c_.runtime, c_.runtime_root, {"delete", "--force", c_.id}));
     return 1;
   }
-  reply("created " + std::to_string(container_pid_) + " " + std::to_string(::getpid()));
-  log_.line("created container pid " + std::to_string(container_pid_));
+  // "created 0 SHIM" when the container is made at start (run_detached).
+  reply("created " + std::to_string(deferred_ ? 0 : container_pid_) + " " + std::to_string(::getpid()));
+  if (!deferred_) log_.line("created container pid " + std::to_string(container_pid_));
   try {
     loop();
   } catch (const std::exception& e) {

@@ -4,7 +4,7 @@
 It runs the bundle's process.args directly on the host (no namespaces, no
 cgroups), with crun's command-line shape and just enough behaviour:
 create (the process waits on a fifo until start; --console-socket gets a pty
-master over SCM_RIGHTS), start, kill, pause/resume (SIGSTOP/SIGCONT), delete,
+master over SCM_RIGHTS), start, run --detach (create and start at once), kill, pause/resume (SIGSTOP/SIGCONT), delete,
 state, and exec --process (runs and waits). State lives under
 $FAKE_CRUN_STATE (or --root=DIR).
 """
@@ -125,8 +125,11 @@ def signum(text):
     return int(getattr(signal, name))
 
 
-if command == "create":
+if command in ("create", "run"):
+    # run: only `run --detach` (create and start in one, as berth's shim uses it).
     opts, rest = options(args, {"bundle", "pid-file", "console-socket", "b"})
+    if command == "run" and "detach" not in opts and "d" not in opts:
+        fail("fake crun: run without --detach is not faked")
     cid = rest[0]
     bundle = opts.get("bundle", opts.get("b", "."))
     with open(os.path.join(bundle, "config.json")) as f:
@@ -138,13 +141,15 @@ if command == "create":
         fail("executable file `%s` not found in $PATH: No such file or directory" % exe)
     os.makedirs(state_dir(cid))
     fifo = os.path.join(state_dir(cid), "exec.fifo")
-    os.mkfifo(fifo)
+    if command == "create":
+        os.mkfifo(fifo)
     slave = send_master(opts["console-socket"]) if "console-socket" in opts else None
     pid = os.fork()
     if pid == 0:
-        fd = os.open(fifo, os.O_RDONLY)
-        os.read(fd, 1)
-        os.close(fd)
+        if command == "create":
+            fd = os.open(fifo, os.O_RDONLY)
+            os.read(fd, 1)
+            os.close(fd)
         try:
             become_process(spec["process"], slave)
         except OSError as e:
@@ -154,7 +159,7 @@ if command == "create":
         os.close(slave)
     with open(opts["pid-file"], "w") as f:
         f.write(str(pid))
-    save(cid, {"pid": pid, "status": "created", "bundle": bundle})
+    save(cid, {"pid": pid, "status": "created" if command == "create" else "running", "bundle": bundle})
     sys.exit(0)
 
 if command == "start":

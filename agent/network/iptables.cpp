@@ -1,5 +1,6 @@
 #include "agent/network/iptables.h"
 
+#include <map>
 #include <stdexcept>
 
 #include "agent/network/ipam.h"
@@ -126,9 +127,67 @@ std::vector<std::string> Iptables::argv(const std::string& op, const Rule& rule)
   return a;
 }
 
-ProcessResult Iptables::run(const std::vector<std::string>& argv) {
-  if (runner_) return runner_(argv);
-  return run_process(argv, "", std::chrono::seconds(30));
+ProcessResult Iptables::run(const std::vector<std::string>& argv, const std::string& input) {
+  if (runner_) return runner_(argv, input);
+  return run_process(argv, input, std::chrono::seconds(30));
+}
+
+std::optional<Iptables::Snapshot> Iptables::snapshot() {
+  ProcessResult r = run({binary_ + "-save"});
+  if (!r.ok()) return std::nullopt;
+  Snapshot snap;
+  std::string table;
+  std::size_t pos = 0;
+  while (pos < r.out.size()) {
+    std::size_t end = r.out.find('\n', pos);
+    if (end == std::string::npos) end = r.out.size();
+    const std::string line = r.out.substr(pos, end - pos);
+    pos = end + 1;
+    if (line.size() > 1 && line[0] == '*') {
+      table = line.substr(1);
+    } else if (line.size() > 1 && line[0] == ':') {
+      snap.chains.insert({table, line.substr(1, line.find(' ') - 1)});
+    } else if (line.rfind("-A ", 0) == 0) {
+      snap.filled.insert({table, line.substr(3, line.find(' ', 3) - 3)});
+      snap.lines.insert({table, line});
+    }
+  }
+  return snap;
+}
+
+namespace {
+// One word of a restore script: quoted when it has a space or a quote.
+std::string restore_word(const std::string& w) {
+  if (!w.empty() && w.find_first_of(" \t\"'") == std::string::npos) return w;
+  std::string out = "\"";
+  for (char c : w) {
+    if (c == '"' || c == '\\') out += '\\';
+    out += c;
+  }
+  return out + "\"";
+}
+
+// "*table\n<lines>COMMIT\n" for each table, in a stable order.
+std::string restore_script(const std::map<std::string, std::string>& lines_by_table) {
+  std::string script;
+  for (const auto& [table, lines] : lines_by_table) script += "*" + table + "\n" + lines + "COMMIT\n";
+  return script;
+}
+}  // namespace
+
+bool Iptables::restore(const std::string& script) {
+  return run({binary_ + "-restore", "--wait", "--noflush"}, script).ok();
+}
+
+void Iptables::ensure_chains(const std::vector<std::pair<std::string, std::string>>& chains) {
+  auto snap = snapshot();
+  std::map<std::string, std::string> lines;
+  if (snap) {
+    for (const auto& [table, chain] : chains)
+      if (!snap->chains.count({table, chain})) lines[table] += ":" + chain + " - [0:0]\n";
+    if (lines.empty() || restore(restore_script(lines))) return;
+  }
+  for (const auto& [table, chain] : chains) ensure_chain(table, chain);  // one by one, as before
 }
 
 void Iptables::ensure_chain(const std::string& table, const std::string& chain) {
@@ -165,7 +224,29 @@ void Iptables::remove(const Rule& rule) {
 }
 
 void Iptables::ensure_all(const std::vector<Rule>& rules) {
-  for (const Rule& r : rules) ensure(r);
+  if (rules.size() < 2) {
+    for (const Rule& r : rules) ensure(r);
+    return;
+  }
+  auto snap = snapshot();
+  if (!snap) {
+    for (const Rule& r : rules) ensure(r);
+    return;
+  }
+  std::map<std::string, std::string> lines;
+  std::set<std::pair<std::string, std::string>> batched;  // (table, line): a rule listed twice goes in once
+  for (const Rule& r : rules) {
+    std::string args;
+    for (const std::string& a : r.args) args += " " + restore_word(a);
+    if (snap->filled.count({r.table, r.chain})) {
+      if (snap->lines.count({r.table, "-A " + r.chain + args})) continue;
+      if (exists(r)) continue;
+    }
+    const std::string line = (r.insert ? "-I " : "-A ") + r.chain + args;
+    if (batched.insert({r.table, line}).second) lines[r.table] += line + "\n";
+  }
+  if (!lines.empty() && !restore(restore_script(lines)))
+    for (const Rule& r : rules) ensure(r);  // one by one, each with its own error
 }
 
 void Iptables::remove_all(const std::vector<Rule>& rules) {

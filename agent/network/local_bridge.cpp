@@ -61,7 +61,7 @@ void bring_up_bridge(DriverContext& ctx, Net& n) {
   netlink::write_sysctl("net/ipv4/conf/" + n.bridge + "/route_localnet", "1");
   ctx.ipt.ensure_all(bridge_rules({n.bridge, n.ipam.subnet().str(), n.internal}));
   if (n.ipv6) {
-    for (const auto& [table, chain] : base_chains6()) ctx.ipt6.ensure_chain(table, chain);
+    ctx.ipt6.ensure_chains(base_chains6());
     ctx.ipt6.ensure_all(base_rules6());
     ctx.ipt6.set_policy("filter", "FORWARD", kForwardPolicy);
     netlink::write_sysctl("net/ipv6/conf/all/forwarding", "1");

@@ -370,7 +370,7 @@ void NetworkManager::init() {
 
     if (m.settings.manage_host) {
       // The DROP policy before forwarding is on, as dockerd does.
-      for (const auto& [table, chain] : base_chains()) m.ipt.ensure_chain(table, chain);
+      m.ipt.ensure_chains(base_chains());
       m.ipt.ensure_all(base_rules());
       m.ipt.set_policy("filter", "FORWARD", kForwardPolicy);
       netlink::write_sysctl("net/ipv4/ip_forward", "1");

@@ -297,7 +297,7 @@ TEST(Dns, TcpFramingSplitsAndJoinsMessages) {
 }
 
 TEST(Iptables, ArgvAndRules) {
-  Iptables ipt("iptables", [](const std::vector<std::string>&) { return ProcessResult{}; });
+  Iptables ipt("iptables", [](const std::vector<std::string>&, const std::string&) { return ProcessResult{}; });
   Rule r{"nat", "BERTH", {"-p", "tcp", "-j", "DNAT"}};
   EXPECT_EQ(ipt.argv("-A", r), (std::vector<std::string>{"iptables", "--wait", "-t", "nat", "-A",
                                                           "BERTH", "-p", "tcp", "-j", "DNAT"}));
@@ -347,7 +347,7 @@ TEST(Iptables, ArgvAndRules) {
 
 TEST(Iptables, SetsPolicy) {
   std::vector<std::string> seen;
-  Iptables ipt("iptables", [&](const std::vector<std::string>& argv) {
+  Iptables ipt("iptables", [&](const std::vector<std::string>& argv, const std::string&) {
     seen = argv;
     return ProcessResult{0, "", ""};
   });
@@ -359,7 +359,7 @@ TEST(Iptables, SetsPolicy) {
 TEST(Iptables, EnsureChecksBeforeAppendingAndRemoveDeletesEveryCopy) {
   std::vector<std::vector<std::string>> calls;
   int copies = 0;
-  Iptables ipt("iptables", [&](const std::vector<std::string>& argv) {
+  Iptables ipt("iptables", [&](const std::vector<std::string>& argv, const std::string&) {
     calls.push_back(argv);
     ProcessResult r;
     const std::string& op = argv[4];
@@ -377,6 +377,62 @@ TEST(Iptables, EnsureChecksBeforeAppendingAndRemoveDeletesEveryCopy) {
   copies = 3;
   ipt.remove(r);
   EXPECT_EQ(copies, 0);
+}
+
+// A fresh machine: one iptables-save, then every missing chain and rule in one
+// iptables-restore --noflush; after that, rules iptables-save prints as we
+// write them cost no fork at all, and the others are asked with -C.
+TEST(Iptables, EnsureAllBatchesWhatIsMissing) {
+  std::vector<std::vector<std::string>> calls;
+  std::vector<std::string> scripts;
+  std::string saved = "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\nCOMMIT\n*nat\n:POSTROUTING ACCEPT [0:0]\nCOMMIT\n";
+  bool restore_fails = false;
+  Iptables ipt("iptables", [&](const std::vector<std::string>& argv, const std::string& input) {
+    calls.push_back(argv);
+    ProcessResult r;
+    r.exit_code = 0;
+    if (argv[0] == "iptables-save") r.out = saved;
+    if (argv[0] == "iptables-restore") {
+      scripts.push_back(input);
+      r.exit_code = restore_fails ? 2 : 0;
+    }
+    if (argv.size() > 4 && argv[4] == "-C") r.exit_code = 1;
+    return r;
+  });
+  ipt.ensure_chains({{"filter", "BERTH-ISOLATION-1"}, {"filter", "FORWARD"}, {"nat", "BERTH-POSTROUTING"}});
+  ASSERT_EQ(calls.size(), 2u);
+  EXPECT_EQ(calls[1], (std::vector<std::string>{"iptables-restore", "--wait", "--noflush"}));
+  EXPECT_EQ(scripts.back(), "*filter\n:BERTH-ISOLATION-1 - [0:0]\nCOMMIT\n*nat\n:BERTH-POSTROUTING - [0:0]\nCOMMIT\n");
+
+  calls.clear();
+  std::vector<Rule> rules = {{"filter", "FORWARD", {"-j", "BERTH-ISOLATION-1"}, true},
+                             {"filter", "FORWARD", {"-m", "comment", "--comment", "two words", "-j", "ACCEPT"}},
+                             {"filter", "FORWARD", {"-j", "BERTH-ISOLATION-1"}, true},
+                             {"nat", "POSTROUTING", {"-j", "BERTH-POSTROUTING"}}};
+  ipt.ensure_all(rules);
+  ASSERT_EQ(calls.size(), 2u);  // save, restore: no -C for chains with no rules
+  EXPECT_EQ(scripts.back(),
+            "*filter\n-I FORWARD -j BERTH-ISOLATION-1\n-A FORWARD -m comment --comment \"two words\" -j ACCEPT\nCOMMIT\n"
+            "*nat\n-A POSTROUTING -j BERTH-POSTROUTING\nCOMMIT\n");
+
+  // Now FORWARD has rules: the ones iptables-save prints as we write them are
+  // there; one it prints otherwise ("-p tcp -m tcp --dport") is asked with -C.
+  saved = "*filter\n:FORWARD DROP [0:0]\n-A FORWARD -j BERTH-ISOLATION-1\n"
+          "-A FORWARD -m comment --comment \"two words\" -j ACCEPT\n-A FORWARD -p tcp -m tcp --dport 80 -j ACCEPT\nCOMMIT\n";
+  calls.clear();
+  Rule web{"filter", "FORWARD", {"-p", "tcp", "--dport", "80", "-j", "ACCEPT"}};
+  ipt.ensure_all({rules[0], rules[1], web});
+  ASSERT_EQ(calls.size(), 3u);  // save, -C (this fake says no), restore
+  EXPECT_EQ(calls[1], ipt.argv("-C", web));
+  EXPECT_EQ(scripts.back(), "*filter\n-A FORWARD -p tcp --dport 80 -j ACCEPT\nCOMMIT\n");
+
+  // A failed restore: each rule again, one by one (-C, then -A), each with its own error.
+  restore_fails = true;
+  calls.clear();
+  ipt.ensure_all({rules[3], {"nat", "POSTROUTING", {"-j", "MASQUERADE"}}});
+  std::vector<std::string> ops;
+  for (const auto& c : calls) ops.push_back(c.size() > 4 ? c[4] : c[0]);
+  EXPECT_EQ(ops, (std::vector<std::string>{"iptables-save", "iptables-restore", "-C", "-A", "-C", "-A"}));
 }
 
 TEST(Filters, ParsesBothShapesAndRefusesUnknownKeys) {

@@ -43,6 +43,9 @@ constexpr auto kConsoleTimeout = 60s;
 constexpr std::chrono::duration<double> kSlowDefine = 5s;
 constexpr auto kProbeTimeout = 4s;
 constexpr int kGuestAgentPort = 2376;
+// What a machine's disks need on the host to boot: berth-os formats its data
+// disk (ext4's journal alone is 128 MB) before SSH starts.
+constexpr std::uintmax_t kMinFreeBytes = 256ull << 20;
 
 struct LibvirtState {
   std::string uri;
@@ -113,6 +116,7 @@ class LibvirtDriver final : public Driver {
   void pre_create_check() override {
     run_pre_create_check([&] {
       virt::check_share_dirs(s_.shares, name());
+      check_free_space();
       if (const long pages = ::sysconf(_SC_PHYS_PAGES); pages > 0) {
         const long long host_mb = static_cast<long long>(pages) * ::sysconf(_SC_PAGESIZE) / (1024 * 1024);
         if (s_.memory_mb > host_mb)
@@ -658,6 +662,49 @@ class LibvirtDriver final : public Driver {
                why.empty() ? "see libvirtd's log (journalctl -u libvirtd) for why" : why);
   }
 
+  // The nearest existing directory on the way to the pool (the store may be new).
+  fs::path existing_pool_ancestor() const {
+    std::error_code ec;
+    fs::path dir = pool_dir();
+    while (!dir.empty() && !fs::exists(dir, ec) && dir != dir.parent_path()) dir = dir.parent_path();
+    return dir;
+  }
+
+  std::string free_space_text(std::uintmax_t bytes) const {
+    return bytes >= (10ull << 30) ? fmt::format("{} GB", bytes >> 30) : fmt::format("{} MB", bytes >> 20);
+  }
+
+  void check_free_space() const {
+    std::error_code ec;
+    const fs::path dir = existing_pool_ancestor();
+    const auto space = fs::space(dir, ec);
+    if (ec || space.available >= kMinFreeBytes) return;
+    throw UserError(fmt::format("machine '{}': the disk holding {} has {} free, and a machine needs {} MB there to "
+                                "boot (its disk then grows with its containers); free some space, or use "
+                                "--storage-path on a bigger disk",
+                                name(), dir.string(), free_space_text(space.available), kMinFreeBytes >> 20));
+  }
+
+  // QEMU pauses a guest whose disk write failed on the host (a full disk, most
+  // often): the guest then never answers, so say it at once.
+  void throw_if_stopped_at_boot(virConnectPtr conn) const {
+    auto dom = virt::find_domain(conn, domain_name(), name());
+    int st = 0, reason = 0;
+    if (!dom || virDomainGetState(dom.get(), &st, &reason, 0) < 0) return;
+    if (st == VIR_DOMAIN_PAUSED && reason == VIR_DOMAIN_PAUSED_IOERROR) {
+      std::error_code ec;
+      const fs::path dir = existing_pool_ancestor();
+      const auto space = fs::space(dir, ec);
+      throw DriverError(fmt::format(
+          "machine '{}' stopped at boot: QEMU paused it on a disk write error in {}{}; free some space, or use "
+          "--storage-path on a bigger disk",
+          name(), dir.string(), ec ? "" : fmt::format(" ({} free: the host's disk is full)", free_space_text(space.available))));
+    }
+    if (st == VIR_DOMAIN_SHUTOFF || st == VIR_DOMAIN_CRASHED)
+      throw DriverError(fmt::format("machine '{}' powered off during boot; its console is in 'berth logs {}'", name(),
+                                    name()));
+  }
+
   // The console's first line: the kernel started. Not fatal: SSH's wait names the problem.
   void wait_for_console() const {
     const auto deadline = std::chrono::steady_clock::now() + kConsoleTimeout;
@@ -676,12 +723,14 @@ class LibvirtDriver final : public Driver {
 
   void wait_for_ssh() {
     const auto deadline = std::chrono::steady_clock::now() + kSshTimeout;
+    auto conn = virt::connect(s_.uri, name());
     while (std::chrono::steady_clock::now() < deadline) {
       ctx_.cancel.throw_if_cancelled();
       if (user_net() ? loopback_ssh_banner(s_.ssh_port, 1500ms) : tcp_port_open(s_.ip, 22, 2s)) return;
-      // A panic or berth-os giving up will not heal: say so now, not at the timeout.
+      // A panic, berth-os giving up or a paused guest will not heal: say so now, not at the timeout.
       if (auto d = virt::diagnose_console(console_text()); d.fatal)
         throw DriverError(fmt::format("machine '{}' did not boot: {}", name(), d.cause));
+      throw_if_stopped_at_boot(conn.get());
       std::this_thread::sleep_for(100ms);
     }
     // A failed create removes the console with everything else, so say what it showed.

@@ -463,6 +463,54 @@ TEST_F(LibvirtDriver, ABrokenImageFailsFastNamingTheKernelPanic) {
   EXPECT_TRUE(domains("berth-vm-broken-").empty());
 }
 
+// A host disk with no room: create refuses before it makes anything (exit 3);
+// and a disk that fills while the guest formats its own is named at once
+// (QEMU pauses the guest), not after SSH's 120 s timeout.
+TEST_F(LibvirtDriver, AFullHostDiskIsNamedBeforeAndDuringBoot) {
+  const fs::path mnt = cli().scratch() / "small-disk";
+  const fs::path store = mnt / "store";
+  fs::create_directories(mnt);
+  struct Unmount {
+    fs::path dir;
+    ~Unmount() { run({"umount", "-l", dir.string()}, {}, 30s); }
+  } unmount{mnt};
+  auto mount = [&](const char* size) {
+    run({"umount", "-l", mnt.string()}, {}, 30s);
+    return run({"mount", "-t", "tmpfs", "-o", std::string("size=") + size, "tmpfs", mnt.string()}, {}, 30s).ok();
+  };
+  const std::vector<std::string> create = {"-s", store.string(), "create", "-d", "libvirt", "--libvirt-no-share",
+                                           "--no-forward", "vm-full"};
+  ASSERT_TRUE(mount("3m"));
+  auto r = cli()(create, 120s);
+  EXPECT_EQ(r.exit_code, 3) << r.describe();
+  ASSERT_FALSE(lines(r.err).empty()) << r.describe();
+  EXPECT_NE(lines(r.err).back().find("has 3 MB free, and a machine needs 256 MB there to boot"), std::string::npos)
+      << r.describe();
+  EXPECT_FALSE(fs::exists(store / "machines" / "vm-full"));
+
+  ASSERT_TRUE(mount("300m"));
+  const auto t0 = std::chrono::steady_clock::now();
+  auto p = cli().start(create);
+  const fs::path console = store / "machines" / "vm-full" / "console.log";
+  ASSERT_TRUE(eventually(
+      [&] {
+        std::error_code ec;
+        return fs::file_size(console, ec) > 0 && !ec;
+      },
+      180s, 100ms))
+      << p.stderr_so_far();
+  // The kernel runs; berth-os formats its data disk seconds later, and finds no room.
+  const auto left = fs::space(mnt).available;
+  ASSERT_TRUE(run({"fallocate", "-l", std::to_string(left - 4096), (mnt / "filler").string()}, {}, 30s).ok());
+  r = p.wait(200s);
+  const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_EQ(r.exit_code, 1) << r.describe();
+  EXPECT_NE(r.err.find("stopped at boot: QEMU paused it on a disk write error"), std::string::npos) << r.describe();
+  EXPECT_NE(r.err.find("the host's disk is full"), std::string::npos) << r.describe();
+  EXPECT_LT(took, 100.0) << "waited for SSH's 120 s timeout instead of asking libvirt";
+  EXPECT_TRUE(domains("berth-vm-full-").empty());
+}
+
 TEST_F(LibvirtDriver, RmLeavesNothingBehind) {
   for (const auto& name : kNames) {
     auto rm = cli()({"rm", "-y", name}, 120s);

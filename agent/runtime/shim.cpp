@@ -169,6 +169,7 @@ class Shim {
   void start();
   void prepare_pipes();
   void run_detached();
+  void read_container_pid();  // and makes the output ends non-blocking
   void loop();
   void finish();
   void on_output(StreamType type, std::string_view data);
@@ -195,70 +196,51 @@ class Shim {
 };
 
 void Shim::create() {
+  std::filesystem::path console_path = c_.dir / "console.sock";
+  UniqueFd console_listen = listen_unix(console_path, 1);
   std::vector<std::string> args = {"--log=file:" + c_.runtime_log().string(), "create",
                                    "--bundle", c_.bundle.string(), "--pid-file",
-                                   c_.container_pid_file().string()};
-  UniqueFd devnull(::open("/dev/null", O_RDWR | O_CLOEXEC));
-  UniqueFd console_listen;
-  std::filesystem::path console_path = c_.dir / "console.sock";
-  UniqueFd child_in, child_out, child_err;
-  if (c_.tty) {
-    console_listen = listen_unix(console_path, 1);
-    args.push_back("--console-socket");
-    args.push_back(console_path.string());
-  } else {
-    auto [out_r, out_w] = make_pipe();
-    auto [err_r, err_w] = make_pipe();
-    stdout_r_ = std::move(out_r);
-    stderr_r_ = std::move(err_r);
-    child_out = std::move(out_w);
-    child_err = std::move(err_w);
-    if (c_.open_stdin) {
-      auto [in_r, in_w] = make_pipe();
-      child_in = std::move(in_r);
-      stdin_w_ = std::move(in_w);
-    }
-  }
-  args.push_back(c_.id);
+                                   c_.container_pid_file().string(), "--console-socket",
+                                   console_path.string(), c_.id};
   std::filesystem::remove(c_.container_pid_file());
   std::filesystem::remove(c_.runtime_log());
-  int in = child_in ? child_in.get() : devnull.get();
-  int out = child_out ? child_out.get() : devnull.get();
-  int err = child_err ? child_err.get() : devnull.get();
-  pid_t crun = spawn_process(runtime_argv(c_.runtime, c_.runtime_root, args), in, out, err);
-  if (c_.tty) {
-    // The runtime sends the pty master over the console socket during create.
-    for (;;) {
-      pollfd p{console_listen.get(), POLLIN, 0};
-      int r = ::poll(&p, 1, 100);
-      if (r > 0) {
-        UniqueFd conn(::accept4(console_listen.get(), nullptr, nullptr, SOCK_CLOEXEC));
-        if (conn) master_ = receive_fd(conn.get());
-        break;
-      }
-      int status;
-      pid_t done = ::waitpid(crun, &status, WNOHANG);
-      if (done == crun) {
-        int code = exit_code_of(status);
-        std::filesystem::remove(console_path);
-        throw std::runtime_error(runtime_error_text(
-            c_.runtime_log(), "runtime create failed (exit " + std::to_string(code) + ")"));
-      }
+  UniqueFd devnull(::open("/dev/null", O_RDWR | O_CLOEXEC));
+  pid_t crun = spawn_process(runtime_argv(c_.runtime, c_.runtime_root, args), devnull.get(), devnull.get(),
+                             devnull.get());
+  // The runtime sends the pty master over the console socket during create.
+  for (;;) {
+    pollfd p{console_listen.get(), POLLIN, 0};
+    int r = ::poll(&p, 1, 100);
+    if (r > 0) {
+      UniqueFd conn(::accept4(console_listen.get(), nullptr, nullptr, SOCK_CLOEXEC));
+      if (conn) master_ = receive_fd(conn.get());
+      break;
     }
-    std::filesystem::remove(console_path);
+    int status;
+    pid_t done = ::waitpid(crun, &status, WNOHANG);
+    if (done == crun) {
+      int code = exit_code_of(status);
+      std::filesystem::remove(console_path);
+      throw std::runtime_error(runtime_error_text(
+          c_.runtime_log(), "runtime create failed (exit " + std::to_string(code) + ")"));
+    }
   }
+  std::filesystem::remove(console_path);
   int code = wait_exit_code(crun);
   if (code != 0)
     throw std::runtime_error(runtime_error_text(
         c_.runtime_log(), "runtime create failed (exit " + std::to_string(code) + ")"));
-  if (c_.tty && !master_) throw std::runtime_error("the runtime sent no terminal");
+  if (!master_) throw std::runtime_error("the runtime sent no terminal");
+  read_container_pid();
+}
+
+void Shim::read_container_pid() {
   auto pid_text = read_file(c_.container_pid_file());
   if (!pid_text) throw std::runtime_error("the runtime wrote no pid file");
   container_pid_ = std::stoi(trim(*pid_text));
-  for (UniqueFd* fd : {&stdin_w_, &stdout_r_, &stderr_r_, &master_})
+  for (UniqueFd* fd : {&stdout_r_, &stderr_r_, &master_})
     if (*fd) ::fcntl(fd->get(), F_SETFL, ::fcntl(fd->get(), F_GETFL) | O_NONBLOCK);
   // stdin writes stay blocking: a slow reader inside must not lose input.
-  if (stdin_w_) ::fcntl(stdin_w_.get(), F_SETFL, ::fcntl(stdin_w_.get(), F_GETFL) & ~O_NONBLOCK);
 }
 
 void Shim::prepare_pipes() {
@@ -292,11 +274,7 @@ void Shim::run_detached() {
   int code = wait_exit_code(crun);
   if (code != 0)
     throw std::runtime_error(runtime_error_text(c_.runtime_log(), "runtime run failed (exit " + std::to_string(code) + ")"));
-  auto pid_text = read_file(c_.container_pid_file());
-  if (!pid_text) throw std::runtime_error("the runtime wrote no pid file");
-  container_pid_ = std::stoi(trim(*pid_text));
-  for (UniqueFd* fd : {&stdout_r_, &stderr_r_})
-    if (*fd) ::fcntl(fd->get(), F_SETFL, ::fcntl(fd->get(), F_GETFL) | O_NONBLOCK);
+  read_container_pid();
   started_ = true;
 }
 

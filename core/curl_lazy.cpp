@@ -13,13 +13,15 @@ berth::LazyLibrary& libcurl() {
   return lib;
 }
 
-// The one argument after `option`/`info` comes off the list as the type the
-// option's number range says it is (curl.h's CURLOPTTYPE_* and CURLINFO_*).
-template <typename Fn, typename Key>
-CURLcode forward_one(Fn real, CURL* curl, Key key, long type, va_list ap) {
-  if (type < CURLOPTTYPE_OBJECTPOINT) return real(curl, key, va_arg(ap, long));
-  if (type >= CURLOPTTYPE_OFF_T && type < CURLOPTTYPE_BLOB) return real(curl, key, va_arg(ap, curl_off_t));
-  return real(curl, key, va_arg(ap, void*));  // object, string, function or blob pointer
+using SetoptFn = CURLcode (*)(CURL*, CURLoption, ...);
+
+// The argument after `option` comes off the list as the type the option's
+// number range says it is (curl.h's CURLOPTTYPE_*).
+CURLcode forward_setopt(SetoptFn real, CURL* curl, CURLoption option, va_list ap) {
+  const long type = static_cast<long>(option) / 10000 * 10000;
+  if (type < CURLOPTTYPE_OBJECTPOINT) return real(curl, option, va_arg(ap, long));
+  if (type == CURLOPTTYPE_OFF_T) return real(curl, option, va_arg(ap, curl_off_t));
+  return real(curl, option, va_arg(ap, void*));  // object, string, function or blob pointer
 }
 }  // namespace
 
@@ -33,12 +35,10 @@ BERTH_LAZY_FUNCTION(libcurl(), struct curl_slist*, curl_slist_append, (struct cu
 BERTH_LAZY_FUNCTION(libcurl(), void, curl_slist_free_all, (struct curl_slist* list), (list))
 
 extern "C" CURLcode curl_easy_setopt(CURL* curl, CURLoption option, ...) {
-  using Fn = CURLcode (*)(CURL*, CURLoption, ...);
-  static const auto real = reinterpret_cast<Fn>(libcurl().symbol("curl_easy_setopt"));
+  static const auto real = reinterpret_cast<SetoptFn>(libcurl().symbol("curl_easy_setopt"));
   va_list ap;
   va_start(ap, option);
-  const long type = static_cast<long>(option) / 10000 * 10000;
-  CURLcode rc = forward_one(real, curl, option, type, ap);
+  CURLcode rc = forward_setopt(real, curl, option, ap);
   va_end(ap);
   return rc;
 }

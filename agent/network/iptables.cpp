@@ -224,11 +224,8 @@ void Iptables::remove(const Rule& rule) {
 }
 
 void Iptables::ensure_all(const std::vector<Rule>& rules) {
-  if (rules.size() < 2) {
-    for (const Rule& r : rules) ensure(r);
-    return;
-  }
-  auto snap = snapshot();
+  // One rule: -C (and -A) costs no more than a save and a restore.
+  auto snap = rules.size() < 2 ? std::nullopt : snapshot();
   if (!snap) {
     for (const Rule& r : rules) ensure(r);
     return;

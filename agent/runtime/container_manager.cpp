@@ -303,7 +303,7 @@ bool ContainerManager::Impl::start_locked(const ContainerPtr& c, bool by_policy)
     handed_over = true;  // from here on the shim cleans up after itself
     // "started", or "started PID" when the shim made the container only now.
     if (started && starts_with(*started, "started ")) std::sscanf(started->c_str(), "started %d", &container_pid);
-    if (!started || !starts_with(*started, "started") || container_pid <= 0) {
+    if (!started || (*started != "started" && !starts_with(*started, "started ")) || container_pid <= 0) {
       std::string msg = started && starts_with(*started, "error ") ? started->substr(6)
                                                                    : "the container did not start";
       // The shim exits on its own; wait for it so the runtime state is gone.

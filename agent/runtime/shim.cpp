@@ -170,6 +170,7 @@ class Shim {
   void prepare_pipes();
   void run_detached();
   void read_container_pid();  // and makes the output ends non-blocking
+  void end_without_container();  // deferred, and no container was made: the loop ends
   void loop();
   void finish();
   void on_output(StreamType type, std::string_view data);
@@ -276,6 +277,16 @@ void Shim::run_detached() {
     throw std::runtime_error(runtime_error_text(c_.runtime_log(), "runtime run failed (exit " + std::to_string(code) + ")"));
   read_container_pid();
   started_ = true;
+}
+
+void Shim::end_without_container() {
+  // As a container that exited at once: finish() deletes what the runtime left.
+  child_in_.reset();
+  child_out_.reset();
+  child_err_.reset();
+  exited_ = true;
+  exit_status_ = 128;
+  exited_at_ = std::chrono::steady_clock::now();
 }
 
 void Shim::start() {
@@ -421,10 +432,7 @@ void Shim::loop() {
             } catch (const std::exception& e) {
               log_.line(std::string("start failed: ") + e.what());
               reply(std::string("error ") + e.what());
-              // No container: end as one that exited at once (finish() deletes what is left).
-              exited_ = true;
-              exit_status_ = 128;
-              exited_at_ = std::chrono::steady_clock::now();
+              end_without_container();
             }
           } else if (line && *line == "start" && !started_) {
             try {
@@ -439,12 +447,7 @@ void Shim::loop() {
             sync_closed_ = true;
             if (!started_ && deferred_) {
               log_.line("agent went away before start; no container was made");
-              child_in_.reset();
-              child_out_.reset();
-              child_err_.reset();
-              exited_ = true;
-              exit_status_ = 128;
-              exited_at_ = std::chrono::steady_clock::now();
+              end_without_container();
             } else if (!started_) {
               log_.line("agent went away before start; killing the container");
               run_process(runtime_argv(c_.runtime, c_.runtime_root, {"kill", c_.id, "KILL"}));

@@ -9,8 +9,10 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <optional>
 #include <set>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "core/error.h"
@@ -662,12 +664,15 @@ class LibvirtDriver final : public Driver {
                why.empty() ? "see libvirtd's log (journalctl -u libvirtd) for why" : why);
   }
 
-  // The nearest existing directory on the way to the pool (the store may be new).
-  fs::path existing_pool_ancestor() const {
+  // The nearest existing directory on the way to the pool (the store may be new),
+  // and the bytes free there (nullopt when that cannot be read).
+  std::pair<fs::path, std::optional<std::uintmax_t>> pool_free_space() const {
     std::error_code ec;
     fs::path dir = pool_dir();
     while (!dir.empty() && !fs::exists(dir, ec) && dir != dir.parent_path()) dir = dir.parent_path();
-    return dir;
+    const auto space = fs::space(dir, ec);
+    if (ec) return {dir, std::nullopt};
+    return {dir, space.available};
   }
 
   std::string free_space_text(std::uintmax_t bytes) const {
@@ -675,14 +680,12 @@ class LibvirtDriver final : public Driver {
   }
 
   void check_free_space() const {
-    std::error_code ec;
-    const fs::path dir = existing_pool_ancestor();
-    const auto space = fs::space(dir, ec);
-    if (ec || space.available >= kMinFreeBytes) return;
+    const auto [dir, free] = pool_free_space();
+    if (!free || *free >= kMinFreeBytes) return;
     throw UserError(fmt::format("machine '{}': the disk holding {} has {} free, and a machine needs {} MB there to "
                                 "boot (its disk then grows with its containers); free some space, or use "
                                 "--storage-path on a bigger disk",
-                                name(), dir.string(), free_space_text(space.available), kMinFreeBytes >> 20));
+                                name(), dir.string(), free_space_text(*free), kMinFreeBytes >> 20));
   }
 
   // QEMU pauses a guest whose disk write failed on the host (a full disk, most
@@ -692,13 +695,11 @@ class LibvirtDriver final : public Driver {
     int st = 0, reason = 0;
     if (!dom || virDomainGetState(dom.get(), &st, &reason, 0) < 0) return;
     if (st == VIR_DOMAIN_PAUSED && reason == VIR_DOMAIN_PAUSED_IOERROR) {
-      std::error_code ec;
-      const fs::path dir = existing_pool_ancestor();
-      const auto space = fs::space(dir, ec);
+      const auto [dir, free] = pool_free_space();
       throw DriverError(fmt::format(
           "machine '{}' stopped at boot: QEMU paused it on a disk write error in {}{}; free some space, or use "
           "--storage-path on a bigger disk",
-          name(), dir.string(), ec ? "" : fmt::format(" ({} free: the host's disk is full)", free_space_text(space.available))));
+          name(), dir.string(), free ? fmt::format(" ({} free: the host's disk is full)", free_space_text(*free)) : ""));
     }
     if (st == VIR_DOMAIN_SHUTOFF || st == VIR_DOMAIN_CRASHED)
       throw DriverError(fmt::format("machine '{}' powered off during boot; its console is in 'berth logs {}'", name(),
